@@ -1,0 +1,177 @@
+"""Budgets: a score threshold, a token cap, a rate, or a threshold AND a cap."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._passage import Dropped, Passage, StageOutput
+from ._tokens import TokenCounter
+
+__all__ = ["Budget", "allocate_tokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What may reach the LLM.
+
+    Applied in order: passages whose score is below ``threshold`` (or unscored,
+    when a threshold is set) are dropped; then passages are taken in their
+    current (ranked) order until ``max_tokens`` or ``rate`` times the original
+    token count is reached.  With ``truncate=True`` the passage that straddles
+    the limit is cut to fit, at a sentence end, else at a word end; the
+    passages after it are dropped.  Every drop is reported with its reason.
+
+    Attributes:
+        max_tokens: hard cap on the tokens of all kept text (target tokenizer).
+        rate: keep at most this fraction of the original tokens, in (0, 1].
+        threshold: minimum passage score.
+        truncate: cut the passage at the limit instead of dropping it.
+        rank_bias: in [0, 1): how strongly :meth:`allocate` favours
+            higher-ranked passages (LongLLMLingua's dynamic ratio); 0 = uniform.
+    """
+
+    max_tokens: int | None = None
+    rate: float | None = None
+    threshold: float | None = None
+    truncate: bool = True
+    rank_bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None:
+            if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
+                raise TypeError("max_tokens must be an int")
+            if self.max_tokens < 0:
+                raise ValueError(f"max_tokens must be >= 0, got {self.max_tokens}")
+        if self.rate is not None and not (0.0 < self.rate <= 1.0):
+            raise ValueError(f"rate must be in (0, 1], got {self.rate}")
+        if self.threshold is not None and math.isnan(self.threshold):
+            raise ValueError("threshold must not be NaN")
+        if not (0.0 <= self.rank_bias < 1.0):
+            raise ValueError(f"rank_bias must be in [0, 1), got {self.rank_bias}")
+
+    @property
+    def limits_tokens(self) -> bool:
+        return self.max_tokens is not None or self.rate is not None
+
+    def token_limit(self, original_tokens: int) -> int | None:
+        """The token cap for a set of passages whose originals count ``original_tokens``."""
+        limits = []
+        if self.max_tokens is not None:
+            limits.append(self.max_tokens)
+        if self.rate is not None:
+            limits.append(int(math.floor(self.rate * original_tokens + 1e-9)))
+        return min(limits) if limits else None
+
+    def allocate(self, counts: Sequence[int], total: int) -> list[int]:
+        """Split ``total`` tokens across passages of ``counts`` tokens, in rank order."""
+        return allocate_tokens(counts, total, rank_bias=self.rank_bias)
+
+    def fit(
+        self,
+        passages: Sequence[Passage],
+        counter: TokenCounter,
+        *,
+        original_tokens: int | None = None,
+        stage: str = "budget",
+    ) -> StageOutput:
+        """Apply the budget to ``passages`` (kept in their order)."""
+        dropped: list[Dropped] = []
+        kept: list[Passage] = []
+        for p in passages:
+            if self.threshold is not None and (p.score is None or p.score < self.threshold):
+                why = "unscored" if p.score is None else f"score {p.score:.4g}"
+                dropped.append(Dropped(p.index, stage, f"{why} below threshold {self.threshold:g}", p.score))
+            else:
+                kept.append(p)
+        if not self.limits_tokens:
+            return StageOutput(tuple(kept), tuple(dropped))
+        if original_tokens is None:
+            original_tokens = sum(counter.count_many([p.original or "" for p in kept]))
+        limit = self.token_limit(original_tokens)
+        assert limit is not None
+        counts = counter.count_many([p.text for p in kept])
+        out: list[Passage] = []
+        used = 0
+        for i, (p, n) in enumerate(zip(kept, counts, strict=True)):
+            if used + n <= limit:
+                out.append(p)
+                used += n
+                continue
+            room = limit - used
+            cut = truncate_to(p, room, counter) if self.truncate and room > 0 else None
+            if cut is not None:
+                out.append(cut)
+            else:
+                dropped.append(Dropped(p.index, stage, f"over token budget ({limit} tokens)", p.score))
+            for q in kept[i + 1 :]:
+                dropped.append(Dropped(q.index, stage, f"over token budget ({limit} tokens)", q.score))
+            break
+        return StageOutput(tuple(out), tuple(dropped))
+
+
+def truncate_to(passage: Passage, max_tokens: int, counter: TokenCounter) -> Passage | None:
+    """The longest prefix of ``passage`` (whole sentences, else whole words) within
+    ``max_tokens``; ``None`` if not even one word fits."""
+    if max_tokens <= 0 or passage.is_blank:
+        return None
+    for level in ("sentence", "word"):
+        units = passage.units(level)
+        best = _longest_prefix(passage, units, max_tokens, counter)
+        if best is not None:
+            return best
+    return None
+
+
+def _longest_prefix(passage: Passage, units: list[tuple[int, int]], max_tokens: int,
+                    counter: TokenCounter) -> Passage | None:
+    lo, hi, best = 1, len(units), None
+    while lo <= hi:  # binary search on the number of leading units kept
+        mid = (lo + hi) // 2
+        cand = passage.with_spans(units[:mid])
+        if counter.count(cand.text) <= max_tokens:
+            best, lo = cand, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def allocate_tokens(counts: Sequence[int], total: int, *, rank_bias: float = 0.0) -> list[int]:
+    """Per-passage token targets summing to at most ``min(total, sum(counts))``.
+
+    Passage ``k`` of ``n`` (in rank order) gets a share proportional to its length
+    times the weight ``1 + rank_bias * (1 - 2k/(n-1))``, capped at its length;
+    what a capped passage cannot use is redistributed to the others.
+    """
+    if total < 0:
+        raise ValueError(f"total must be >= 0, got {total}")
+    n = len(counts)
+    if n == 0:
+        return []
+    if any(c < 0 for c in counts):
+        raise ValueError("counts must be >= 0")
+    if total >= sum(counts):
+        return list(counts)
+    weights = [1.0 + rank_bias * (1.0 - 2.0 * k / (n - 1)) if n > 1 else 1.0 for k in range(n)]
+
+    def filled(lam: float) -> list[float]:
+        return [min(float(c), lam * w * c) for c, w in zip(counts, weights, strict=True)]
+
+    lo, hi = 0.0, 1.0 / min(w for w in weights if w > 0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if sum(filled(mid)) > total:
+            hi = mid
+        else:
+            lo = mid
+    alloc = [int(math.floor(x)) for x in filled(lo)]
+    # Hand out the rounding remainder in rank order.
+    rest = total - sum(alloc)
+    for k in range(n):
+        if rest <= 0:
+            break
+        if alloc[k] < counts[k]:
+            alloc[k] += 1
+            rest -= 1
+    return alloc

@@ -1,0 +1,236 @@
+"""The one contract every stage speaks: immutable passages in, passages out."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ._segment import Span, merge_spans, render_spans, sentence_spans, word_spans
+
+__all__ = [
+    "Passage",
+    "Dropped",
+    "StageOutput",
+    "Stage",
+    "BaseStage",
+    "to_passages",
+    "check_query",
+]
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """One retrieved piece of context, and what ranking and compression did to it.
+
+    Attributes:
+        text: the current text; always ``render_spans(original, spans)``.
+        index: identity, the position of this passage in the caller's input.
+            Two passages with equal text keep distinct indices.
+        score: the latest relevance score given by a stage (or the caller).
+        metadata: the caller's metadata, carried through untouched (never copied
+            or mutated by ragprune).
+        original: the text as the caller gave it.
+        spans: kept character spans of ``original``, sorted and non-overlapping.
+        original_score: the score the caller gave (e.g. a retrieval score).
+        scores: ``(stage name, score)`` for every stage that scored this passage.
+        tokens_before: tokens of ``original`` in the pipeline's token counter.
+        tokens_after: tokens of ``text`` in the pipeline's token counter.
+    """
+
+    text: str
+    index: int
+    score: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    original: str | None = None
+    spans: tuple[Span, ...] | None = None
+    original_score: float | None = None
+    scores: tuple[tuple[str, float], ...] = ()
+    tokens_before: int | None = None
+    tokens_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise TypeError(f"Passage text must be str, got {type(self.text).__name__}")
+        if isinstance(self.index, bool) or not isinstance(self.index, int):
+            raise TypeError(f"Passage index must be int, got {type(self.index).__name__}")
+        if self.score is not None and not isinstance(self.score, (int, float)):
+            raise TypeError(f"Passage score must be a number, got {type(self.score).__name__}")
+        if self.original is None:
+            object.__setattr__(self, "original", self.text)
+        elif not isinstance(self.original, str):
+            raise TypeError("Passage original must be str")
+        if self.spans is None:
+            if self.original != self.text:
+                raise ValueError("Passage with original != text needs explicit spans")
+            full = ((0, len(self.text)),) if self.text else ()
+            object.__setattr__(self, "spans", full)
+        if self.original_score is None and self.score is not None and not self.scores:
+            object.__setattr__(self, "original_score", float(self.score))
+        if self.score is not None:
+            object.__setattr__(self, "score", float(self.score))
+
+    @classmethod
+    def from_text(
+        cls,
+        text: str,
+        index: int,
+        *,
+        score: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Passage:
+        """A fresh, uncompressed passage."""
+        return cls(text=text, index=index, score=score, metadata={} if metadata is None else metadata)
+
+    @property
+    def is_blank(self) -> bool:
+        """True when the current text is empty or whitespace only."""
+        return not self.text.strip()
+
+    @property
+    def kept_fraction(self) -> float:
+        """Fraction of the original characters still kept (1.0 for an empty original)."""
+        assert self.original is not None
+        if not self.original:
+            return 1.0
+        return sum(b - a for a, b in self.spans or ()) / len(self.original)
+
+    def pieces(self) -> list[str]:
+        """The kept slices of the original, in order."""
+        assert self.original is not None
+        return [self.original[a:b] for a, b in self.spans or ()]
+
+    def units(self, level: str = "sentence") -> list[Span]:
+        """Sentence or word spans of the kept text, in ``original`` coordinates.
+
+        Each kept span is segmented on its own, so units never cross a gap.
+        Units that are whitespace only are left out.  Stages select among
+        these and call :meth:`with_spans`.
+        """
+        if level == "sentence":
+            segment = sentence_spans
+        elif level == "word":
+            segment = word_spans
+        else:
+            raise ValueError(f"level must be 'sentence' or 'word', got {level!r}")
+        assert self.original is not None
+        out: list[Span] = []
+        for a, b in self.spans or ():
+            for x, y in segment(self.original[a:b]):
+                if self.original[a + x : a + y].strip():
+                    out.append((a + x, a + y))
+        return out
+
+    def with_spans(self, spans: Iterable[Span]) -> Passage:
+        """A copy keeping only ``spans`` (character offsets of ``original``).
+
+        The new spans must lie inside the currently kept spans: compression only
+        ever removes text.
+        """
+        assert self.original is not None
+        merged = merge_spans(list(spans))
+        current = self.spans or ()
+        for a, b in merged:
+            if not any(ca <= a and b <= cb for ca, cb in current):
+                raise ValueError(f"span {(a, b)} is not inside the kept spans {current}")
+        return dataclasses.replace(
+            self, text=render_spans(self.original, merged), spans=merged, tokens_after=None
+        )
+
+    def with_score(self, stage: str, score: float | None) -> Passage:
+        """A copy whose score is ``score``, recorded under ``stage``."""
+        if score is None:
+            return dataclasses.replace(self, score=None)
+        s = float(score)
+        return dataclasses.replace(self, score=s, scores=(*self.scores, (stage, s)))
+
+    def replace(self, **changes: Any) -> Passage:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A passage a stage removed, and why."""
+
+    index: int
+    stage: str
+    reason: str
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageOutput:
+    """What one stage returns: kept passages in the stage's order, and the drops."""
+
+    passages: tuple[Passage, ...]
+    dropped: tuple[Dropped, ...] = ()
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """Anything with ``apply(query, passages) -> passages`` is a stage."""
+
+    def apply(self, query: str | None, passages: Sequence[Passage | str]) -> list[Passage]: ...
+
+
+def to_passages(passages: Sequence[Passage | str], *, argument: str = "passages") -> list[Passage]:
+    """Accept passages or plain strings (indexed by position); validate types."""
+    if isinstance(passages, (str, bytes)):
+        raise TypeError(f"{argument} must be a sequence of Passage or str, not a single {type(passages).__name__}")
+    out: list[Passage] = []
+    for i, p in enumerate(passages):
+        if isinstance(p, Passage):
+            out.append(p)
+        elif isinstance(p, str):
+            out.append(Passage.from_text(p, i))
+        else:
+            raise TypeError(f"{argument}[{i}] must be Passage or str, got {type(p).__name__}")
+    return out
+
+
+def check_query(query: object, *, required: bool, stage: str) -> str | None:
+    """Validate a query: ``str`` or ``None``; non-blank when ``required``."""
+    if query is not None and not isinstance(query, str):
+        raise TypeError(f"query must be str or None, got {type(query).__name__}")
+    if required and (query is None or not query.strip()):
+        raise ValueError(f"{stage} needs a query; got {query!r}")
+    return query
+
+
+class BaseStage:
+    """Base class for ragprune stages.
+
+    Subclasses set ``name`` and ``requires_query`` and implement ``_process``,
+    which receives validated passages and returns a :class:`StageOutput`.
+    ``apply`` returns only the kept passages; ``process`` also returns the drops
+    (with reasons); ``aapply``/``aprocess`` run off the event loop.
+    """
+
+    name: ClassVar[str] = "stage"
+    requires_query: ClassVar[bool] = False
+
+    def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
+        raise NotImplementedError
+
+    def process(self, query: str | None, passages: Sequence[Passage | str]) -> StageOutput:
+        q = check_query(query, required=self.requires_query, stage=type(self).__name__)
+        items = to_passages(passages)
+        if not items:
+            return StageOutput(())
+        return self._process(q, items)
+
+    def apply(self, query: str | None, passages: Sequence[Passage | str]) -> list[Passage]:
+        return list(self.process(query, passages).passages)
+
+    async def aprocess(self, query: str | None, passages: Sequence[Passage | str]) -> StageOutput:
+        return await asyncio.to_thread(self.process, query, passages)
+
+    async def aapply(self, query: str | None, passages: Sequence[Passage | str]) -> list[Passage]:
+        return list((await self.aprocess(query, passages)).passages)
+
+    def __call__(self, query: str | None, passages: Sequence[Passage | str]) -> list[Passage]:
+        return self.apply(query, passages)
+
+    def _drop(self, passage: Passage, reason: str) -> Dropped:
+        return Dropped(index=passage.index, stage=self.name, reason=reason, score=passage.score)

@@ -1,0 +1,72 @@
+"""Test doubles shipped with the library: stages that need no model.
+
+Use them to test adapters and pipelines without torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._passage import BaseStage, Dropped, Passage, StageOutput
+from ._segment import word_spans
+
+__all__ = ["LexicalReranker", "FakeCompressor"]
+
+
+def _terms(text: str) -> set[str]:
+    return {text[a:b].strip().lower() for a, b in word_spans(text) if any(c.isalnum() for c in text[a:b])}
+
+
+class LexicalReranker(BaseStage):
+    """Scores a passage by the fraction of query terms it contains.
+
+    Sorts by score (ties keep input order), then keeps the ``top_n`` best and
+    drops those under ``threshold``.  Blank passages get score 0.
+    """
+
+    name = "lexical-reranker"
+    requires_query = True
+
+    def __init__(self, *, top_n: int | None = None, threshold: float | None = None) -> None:
+        if top_n is not None and top_n < 0:
+            raise ValueError(f"top_n must be >= 0, got {top_n}")
+        self.top_n = top_n
+        self.threshold = threshold
+
+    def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
+        q = _terms(query or "")
+        scored = [p.with_score(self.name, len(q & _terms(p.text)) / len(q) if q else 0.0) for p in passages]
+        order = sorted(range(len(scored)), key=lambda i: (-(scored[i].score or 0.0), i))
+        kept: list[Passage] = []
+        dropped: list[Dropped] = []
+        for rank, i in enumerate(order):
+            p = scored[i]
+            if self.threshold is not None and (p.score or 0.0) < self.threshold:
+                dropped.append(self._drop(p, f"score {p.score:.3g} below threshold {self.threshold:g}"))
+            elif self.top_n is not None and len(kept) >= self.top_n:
+                dropped.append(self._drop(p, f"rank {rank + 1} beyond top_n={self.top_n}"))
+            else:
+                kept.append(p)
+        return StageOutput(tuple(kept), tuple(dropped))
+
+
+class FakeCompressor(BaseStage):
+    """Keeps the first ``ceil(rate * n)`` words of each passage (extractive)."""
+
+    name = "fake-compressor"
+
+    def __init__(self, *, rate: float = 0.5) -> None:
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"rate must be in (0, 1], got {rate}")
+        self.rate = rate
+
+    def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
+        out = []
+        for p in passages:
+            words = p.units("word")
+            if not words:
+                out.append(p)
+                continue
+            out.append(p.with_spans(words[: math.ceil(self.rate * len(words))]))
+        return StageOutput(tuple(out))
+

@@ -1,0 +1,1 @@
+"""LangChain adapters (filled by the integrations issue)."""

@@ -1,0 +1,1 @@
+"""LlamaIndex adapters (filled by the integrations issue)."""
