@@ -126,15 +126,25 @@ def truncate_to(passage: Passage, max_tokens: int, counter: TokenCounter) -> Pas
 
 def _longest_prefix(passage: Passage, units: list[tuple[int, int]], max_tokens: int,
                     counter: TokenCounter) -> Passage | None:
-    lo, hi, best = 1, len(units), None
-    while lo <= hi:  # binary search on the number of leading units kept
-        mid = (lo + hi) // 2
-        cand = passage.with_spans(units[:mid])
-        if counter.count(cand.text) <= max_tokens:
-            best, lo = cand, mid + 1
-        else:
-            hi = mid - 1
-    return best
+    if not units:
+        return None
+    orig = passage.original or ""
+    # Per-unit counts give a prefix estimate in one batched call; the real count of
+    # the rendered prefix then decides (tokenizers are not exactly additive).
+    sizes = counter.count_many([orig[a:b] for a, b in units])
+    total, k = 0, 0
+    for n in sizes:
+        if total + n > max_tokens:
+            break
+        total += n
+        k += 1
+    while k > 0:
+        cand = passage.with_spans(units[:k])
+        n = counter.count(cand.text)
+        if n <= max_tokens:
+            return cand
+        k = max(0, min(k - 1, int(k * max_tokens / n)))
+    return None
 
 
 def allocate_tokens(counts: Sequence[int], total: int, *, rank_bias: float = 0.0) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,10 +131,18 @@ class Passage:
         """
         assert self.original is not None
         merged = merge_spans(list(spans))
+        if merged and merged[-1][1] < len(self.original):
+            # A cut-short passage does not end in stray whitespace.
+            a, b = merged[-1]
+            while b > a and self.original[b - 1].isspace():
+                b -= 1
+            merged = merged[:-1] + (((a, b),) if b > a else ())
         current = self.spans or ()
+        starts = [ca for ca, _ in current]
         for a, b in merged:
-            if not any(ca <= a and b <= cb for ca, cb in current):
-                raise ValueError(f"span {(a, b)} is not inside the kept spans {current}")
+            k = bisect.bisect_right(starts, a) - 1
+            if k < 0 or b > current[k][1]:
+                raise ValueError(f"span {(a, b)} is not inside the kept spans of passage {self.index}")
         return dataclasses.replace(
             self, text=render_spans(self.original, merged), spans=merged, tokens_after=None
         )

@@ -76,8 +76,10 @@ def word_spans(text: str) -> list[Span]:
 
 
 def _is_abbreviation(text: str, end_of_punct: int) -> bool:
-    # ``end_of_punct`` is the index just past a single '.'
-    m = _LAST_WORD_RE.search(text, 0, end_of_punct)
+    # ``end_of_punct`` is the index just past a single '.'.  Only the last 64
+    # characters are searched (a longer word is no abbreviation either way), so
+    # segmenting a long text stays linear.
+    m = _LAST_WORD_RE.search(text, max(0, end_of_punct - 64), end_of_punct)
     if m is None:
         return False
     word = m.group(1).lower().rstrip(".")

@@ -90,7 +90,7 @@ class HFTokenizerCounter(_Base):
 
     def __init__(self, tokenizer: Any, *, local_files_only: bool = True) -> None:
         if isinstance(tokenizer, (str, os.PathLike)):
-            from ._loading import load_tokenizer
+            from ._compute import load_tokenizer
 
             tokenizer = load_tokenizer(str(tokenizer), local_files_only=local_files_only)
         self._tok = tokenizer

