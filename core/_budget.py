@@ -19,15 +19,17 @@ class Budget:
     Applied in order: passages whose score is below ``threshold`` (or unscored,
     when a threshold is set) are dropped; then passages are taken in their
     current (ranked) order until ``max_tokens`` or ``rate`` times the original
-    token count is reached.  With ``truncate=True`` the passage that straddles
-    the limit is cut to fit, at a sentence end, else at a word end; the
-    passages after it are dropped.  Every drop is reported with its reason.
+    token count is reached.  The passage that straddles the limit is cut to
+    fit at a sentence end (``truncate="sentence"``, the default), at a sentence
+    end or else a word end (``"word"``), or dropped (``False``); the passages
+    after it are dropped.  Every drop is reported with its reason.
 
     Attributes:
         max_tokens: hard cap on the tokens of all kept text (target tokenizer).
         rate: keep at most this fraction of the original tokens, in (0, 1].
         threshold: minimum passage score.
-        truncate: cut the passage at the limit instead of dropping it.
+        truncate: ``"sentence"``, ``"word"`` or ``False``: how the passage at the
+            limit is cut (``True`` means ``"sentence"``).
         rank_bias: in [0, 1): how strongly :meth:`allocate` favours
             higher-ranked passages (LongLLMLingua's dynamic ratio); 0 = uniform.
     """
@@ -35,7 +37,7 @@ class Budget:
     max_tokens: int | None = None
     rate: float | None = None
     threshold: float | None = None
-    truncate: bool = True
+    truncate: bool | str = "sentence"
     rank_bias: float = 0.0
 
     def __post_init__(self) -> None:
@@ -48,6 +50,10 @@ class Budget:
             raise ValueError(f"rate must be in (0, 1], got {self.rate}")
         if self.threshold is not None and math.isnan(self.threshold):
             raise ValueError("threshold must not be NaN")
+        if self.truncate is True:
+            object.__setattr__(self, "truncate", "sentence")
+        if self.truncate not in (False, "sentence", "word"):
+            raise ValueError(f"truncate must be 'sentence', 'word' or False, got {self.truncate!r}")
         if not (0.0 <= self.rank_bias < 1.0):
             raise ValueError(f"rank_bias must be in [0, 1), got {self.rank_bias}")
 
@@ -100,7 +106,7 @@ class Budget:
                 used += n
                 continue
             room = limit - used
-            cut = truncate_to(p, room, counter) if self.truncate and room > 0 else None
+            cut = truncate_to(p, room, counter, words=self.truncate == "word") if self.truncate and room > 0 else None
             if cut is not None:
                 out.append(cut)
             else:
@@ -111,17 +117,12 @@ class Budget:
         return StageOutput(tuple(out), tuple(dropped))
 
 
-def truncate_to(passage: Passage, max_tokens: int, counter: TokenCounter) -> Passage | None:
-    """The longest prefix of ``passage`` (whole sentences, else whole words) within
-    ``max_tokens``; ``None`` if not even one word fits."""
+def truncate_to(passage: Passage, max_tokens: int, counter: TokenCounter, *, words: bool = True) -> Passage | None:
+    """The longest prefix of ``passage`` within ``max_tokens``, in whole sentences
+    (or whole words when ``words``); ``None`` if nothing fits."""
     if max_tokens <= 0 or passage.is_blank:
         return None
-    for level in ("sentence", "word"):
-        units = passage.units(level)
-        best = _longest_prefix(passage, units, max_tokens, counter)
-        if best is not None:
-            return best
-    return None
+    return _longest_prefix(passage, passage.units("word" if words else "sentence"), max_tokens, counter)
 
 
 def _longest_prefix(passage: Passage, units: list[tuple[int, int]], max_tokens: int,

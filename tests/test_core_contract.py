@@ -171,8 +171,8 @@ def test_budget_validation() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(TEXTS, max_size=8), st.integers(0, 60), st.booleans())
-def test_budget_cap_is_respected(texts: list[str], cap: int, truncate: bool) -> None:
+@given(st.lists(TEXTS, max_size=8), st.integers(0, 60), st.sampled_from([False, True, "sentence", "word"]))
+def test_budget_cap_is_respected(texts: list[str], cap: int, truncate: bool | str) -> None:
     counter = WordCounter()
     passages = [Passage.from_text(t, i) for i, t in enumerate(texts)]
     out = Budget(max_tokens=cap, truncate=truncate).fit(passages, counter)
@@ -188,16 +188,25 @@ def test_budget_cap_is_respected(texts: list[str], cap: int, truncate: bool) -> 
 
 def test_threshold_and_cap_together() -> None:
     ps = [Passage.from_text("one two three four", i, score=s) for i, s in enumerate([0.9, 0.1, 0.8, None])]
-    out = Budget(threshold=0.5, max_tokens=6).fit(ps, WordCounter())
+    out = Budget(threshold=0.5, max_tokens=6, truncate="word").fit(ps, WordCounter())
     assert [p.index for p in out.passages] == [0, 2]
     assert out.passages[1].text.split() == ["one", "two"]  # truncated at a word end to fit the cap
     reasons = {d.index: d.reason for d in out.dropped}
     assert "below threshold" in reasons[1] and "unscored" in reasons[3]
 
 
+def test_sentence_truncation_never_cuts_mid_sentence() -> None:
+    ps = [Passage.from_text("One two three. Four five six seven.", 0), Passage.from_text("Eight nine ten.", 1)]
+    out = Budget(max_tokens=6).fit(ps, WordCounter())
+    assert [p.text for p in out.passages] == ["One two three."]
+    assert Budget(max_tokens=6, truncate="word").fit(ps, WordCounter()).passages[0].text == "One two three. Four five"
+    with pytest.raises(ValueError, match="truncate"):
+        Budget(truncate="chars")
+
+
 def test_rate_budget_uses_original_tokens() -> None:
     ps = [Passage.from_text("a b c d e f g h i j", 0)]
-    out = Budget(rate=0.3).fit(ps, WordCounter())
+    out = Budget(rate=0.3, truncate="word").fit(ps, WordCounter())
     assert WordCounter().count(out.passages[0].text) == 3
 
 
