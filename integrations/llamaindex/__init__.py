@@ -1,1 +1,20 @@
-"""LlamaIndex adapters (filled by the integrations issue)."""
+"""LlamaIndex adapters: a node postprocessor and a retriever wrapper over ragprune pipelines.
+
+Requires ``llama-index-core`` (``pip install ragprune[llamaindex]``).
+"""
+
+from __future__ import annotations
+
+try:
+    import llama_index.core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "ragprune.integrations.llamaindex needs llama-index-core: pip install 'ragprune[llamaindex]'"
+    ) from exc
+
+from ._convert import METADATA_KEY
+from ._events import DroppedNode, RagpruneCompressionEvent
+from .postprocessor import RagprunePostprocessor
+from .retriever import RagpruneRetriever
+
+__all__ = ["METADATA_KEY", "DroppedNode", "RagpruneCompressionEvent", "RagprunePostprocessor", "RagpruneRetriever"]

@@ -1,0 +1,142 @@
+"""Translation between LlamaIndex nodes and ragprune passages (no algorithm lives here)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any
+
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, Node, NodeWithScore, TextNode
+
+from ragprune import Budget, Passage, Pipeline, PipelineResult, create_stage
+
+from ._events import DroppedNode, RagpruneCompressionEvent
+
+__all__ = ["METADATA_KEY", "as_pipeline", "nodes_to_passages", "passages_to_nodes", "emit_event", "query_text"]
+
+logger = logging.getLogger(__name__)
+dispatcher = get_dispatcher(__name__)
+
+METADATA_KEY = "ragprune"
+"""The one metadata key under which ragprune records scores and compression statistics."""
+
+
+def as_pipeline(stage: Any, budget: Budget | int | None = None, counter: Any = None) -> Pipeline:
+    """A :class:`ragprune.Pipeline` from a pipeline, a stage, a list of stages or a registered stage name.
+
+    A bare stage (or list) becomes ``Pipeline(stages, budget, counter)``.  A
+    pipeline given together with ``budget``/``counter`` is nested: the outer
+    pipeline applies the budget after it.  An ``int`` budget means ``max_tokens``.
+    """
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        budget = Budget(max_tokens=budget)
+    if isinstance(stage, str):
+        stage = create_stage(stage)
+    if isinstance(stage, Pipeline) and budget is None and counter is None:
+        return stage
+    stages = list(stage) if isinstance(stage, (list, tuple)) else [stage]
+    return Pipeline(stages, budget, counter)
+
+
+def query_text(query_bundle: Any, pipeline: Pipeline, owner: str) -> str | None:
+    """The query string of ``query_bundle``; ValueError when the pipeline needs one and none is given."""
+    query = None if query_bundle is None else query_bundle.query_str
+    if pipeline.requires_query and (query is None or not str(query).strip()):
+        raise ValueError(
+            f"{owner} needs a query (its pipeline has a query-aware stage): pass query_bundle or "
+            f"query_str to postprocess_nodes, or use it inside a query engine; got {query!r}"
+        )
+    return query
+
+
+def _node_text(node: Any, position: int) -> str:
+    """The text of a text node; TypeError for anything else (images, audio, video, non-nodes)."""
+    if isinstance(node, ImageNode) or (
+        isinstance(node, Node) and (node.image_resource or node.audio_resource or node.video_resource)
+    ):
+        raise TypeError(
+            f"nodes[{position}] is a {type(node).__name__} with non-text content; ragprune compresses text "
+            "only: route image/audio/video nodes around this component"
+        )
+    if isinstance(node, TextNode):
+        text = node.text
+    elif isinstance(node, BaseNode) and callable(getattr(node, "get_content", None)):
+        text = node.get_content(metadata_mode=MetadataMode.NONE)
+    else:
+        raise TypeError(f"nodes[{position}].node must be a LlamaIndex text node, got {type(node).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"nodes[{position}] text must be str, got {type(text).__name__}")
+    return text
+
+
+def nodes_to_passages(nodes: Sequence[Any]) -> list[Passage]:
+    """One passage per node; ``index`` is the node's position in ``nodes`` (its identity)."""
+    if isinstance(nodes, (str, bytes, NodeWithScore)) or not isinstance(nodes, Sequence):
+        raise TypeError(f"nodes must be a list of NodeWithScore, got {type(nodes).__name__}")
+    out = []
+    for i, nws in enumerate(nodes):
+        if not isinstance(nws, NodeWithScore):
+            raise TypeError(f"nodes[{i}] must be a NodeWithScore, got {type(nws).__name__}")
+        text = _node_text(nws.node, i)
+        # The caller's metadata is shown to stages read-only; it is never copied or changed there.
+        out.append(Passage.from_text(text, i, score=nws.score, metadata=MappingProxyType(nws.node.metadata)))
+    return out
+
+
+def _copy_node(node: BaseNode, text: str, original: str | None, stats: dict[str, Any], exclude: bool) -> BaseNode:
+    """A copy of ``node`` with ``text`` and the statistics; the caller's node is left as it was."""
+    new = node.model_copy()
+    new.metadata = {**node.metadata, METADATA_KEY: stats}
+    new.relationships = dict(node.relationships)
+    embed_keys = list(node.excluded_embed_metadata_keys)
+    llm_keys = list(node.excluded_llm_metadata_keys)
+    if exclude:
+        embed_keys += [METADATA_KEY] if METADATA_KEY not in embed_keys else []
+        llm_keys += [METADATA_KEY] if METADATA_KEY not in llm_keys else []
+    new.excluded_embed_metadata_keys = embed_keys
+    new.excluded_llm_metadata_keys = llm_keys
+    if text != original:
+        new.set_content(text)
+    return new
+
+
+def passages_to_nodes(result: PipelineResult, nodes: Sequence[NodeWithScore], *, exclude_from_prompt: bool = True,
+                      counter: str = "") -> list[NodeWithScore]:
+    """One new NodeWithScore per kept passage, in the pipeline's order."""
+    out = []
+    for p in result.passages:
+        source = nodes[p.index]
+        before, after = p.tokens_before, p.tokens_after
+        stats = {
+            "score": p.score,
+            "previous_score": source.score,
+            "scores": [[stage, score] for stage, score in p.scores],
+            "tokens_before": before,
+            "tokens_after": after,
+            "rate": (after / before) if before and after is not None else 1.0,
+            "spans": [[a, b] for a, b in p.spans or ()],
+            "counter": counter,
+        }
+        node = _copy_node(source.node, p.text, p.original, stats, exclude_from_prompt)
+        out.append(NodeWithScore(node=node, score=p.score))
+    return out
+
+
+def emit_event(result: PipelineResult, nodes: Sequence[NodeWithScore], query: str | None, kept: list[NodeWithScore],
+               component: str) -> RagpruneCompressionEvent:
+    """Dispatch the totals and every drop (with its reason) as one instrumentation event."""
+    dropped = [
+        DroppedNode(node_id=nodes[d.index].node.node_id, position=d.index, stage=d.stage, reason=d.reason,
+                    score=d.score)
+        for d in result.dropped
+    ]
+    event = RagpruneCompressionEvent(
+        component=component, query=query, stats=result.stats.as_dict(),
+        kept_node_ids=[n.node.node_id for n in kept], dropped=dropped,
+    )
+    if dropped:
+        logger.debug("%s dropped %d of %d nodes", component, len(dropped), len(nodes))
+    dispatcher.event(event)
+    return event

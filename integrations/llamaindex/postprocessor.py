@@ -1,0 +1,80 @@
+"""RagprunePostprocessor: any ragprune stage or pipeline as a LlamaIndex node postprocessor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from ragprune import Budget, Pipeline
+
+from ._convert import as_pipeline, emit_event, nodes_to_passages, passages_to_nodes, query_text
+
+__all__ = ["RagprunePostprocessor"]
+
+dispatcher = get_dispatcher(__name__)
+
+
+class RagprunePostprocessor(BaseNodePostprocessor):
+    """Reranks, prunes and compresses retrieved nodes with a ragprune pipeline.
+
+    Use it as ``index.as_query_engine(node_postprocessors=[RagprunePostprocessor(stage)])``.
+
+    Args:
+        stage: a ragprune stage, a list of stages, a :class:`ragprune.Pipeline`, or a
+            registered stage name. A bare stage becomes ``Pipeline([stage], budget, counter)``.
+        budget: final :class:`ragprune.Budget` (an ``int`` means ``max_tokens``).
+        counter: token counter spec for the budget and statistics (see ``ragprune.get_counter``).
+
+    Guarantees: one output node per kept input node, in the pipeline's order; each is a
+    copy (the caller's nodes are never changed) keeping ``node_id``, relationships and
+    metadata; ``NodeWithScore.score`` is ragprune's score and ``metadata["ragprune"]``
+    holds the previous score, the stages' scores, tokens before/after, rate and the kept
+    character spans of the original text (that key is hidden from the LLM and embedding
+    text).  Totals and every dropped node (id, stage, reason) are dispatched as a
+    :class:`RagpruneCompressionEvent`.  Nodes with empty text pass through; image, audio
+    or video nodes raise ``TypeError`` (route them around this postprocessor).
+    """
+
+    exclude_from_prompt: bool = Field(
+        default=True,
+        description="Hide the 'ragprune' metadata key from the text given to the LLM and the embedding model.",
+    )
+    _pipeline: Pipeline = PrivateAttr()
+
+    def __init__(self, stage: Any, *, budget: Budget | int | None = None, counter: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pipeline = as_pipeline(stage, budget, counter)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RagprunePostprocessor"
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline this postprocessor runs."""
+        return self._pipeline
+
+    def _finish(self, result: Any, nodes: list[NodeWithScore], query: str | None) -> list[NodeWithScore]:
+        out = passages_to_nodes(result, nodes, exclude_from_prompt=self.exclude_from_prompt,
+                                counter=self._pipeline.counter.name)
+        emit_event(result, nodes, query, out, type(self).__name__)
+        return out
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        query = query_text(query_bundle, self._pipeline, type(self).__name__)
+        result = self._pipeline.run(query, nodes_to_passages(nodes))
+        return self._finish(result, nodes, query)
+
+    @dispatcher.span
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        query = query_text(query_bundle, self._pipeline, type(self).__name__)
+        result = await self._pipeline.arun(query, nodes_to_passages(nodes))
+        return self._finish(result, nodes, query)
