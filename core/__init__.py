@@ -31,6 +31,14 @@ _LAZY = {
     "TokenClassifierCompressor": "ragprune.token_classifier",
     "CrossEncoderReranker": "ragprune.cross_encoder",
     "EmbeddingFilter": "ragprune.embedding_filter",
+    "ProvencePruner": "ragprune.provence",
+    "PrunerModel": "ragprune.provence",
+    "SentenceSelector": "ragprune.sentence_selector",
+    "LLMLinguaCompressor": "ragprune.llmlingua",
+    "LongLLMLinguaCompressor": "ragprune.longllmlingua",
+    "SelectiveContextCompressor": "ragprune.selective_context",
+    "CrossEncoderModel": "ragprune._encoders",
+    "BiEncoderModel": "ragprune._encoders",
     "ModelLoadError": "ragprune._compute",
     "resolve_device": "ragprune._compute",
     "resolve_dtype": "ragprune._compute",
@@ -38,8 +46,14 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from ._compute import ModelLoadError, resolve_device, resolve_dtype
+    from ._encoders import BiEncoderModel, CrossEncoderModel
     from .cross_encoder import CrossEncoderReranker
     from .embedding_filter import EmbeddingFilter
+    from .llmlingua import LLMLinguaCompressor
+    from .longllmlingua import LongLLMLinguaCompressor
+    from .provence import ProvencePruner, PrunerModel
+    from .selective_context import SelectiveContextCompressor
+    from .sentence_selector import SentenceSelector
     from .token_classifier import TokenClassifierCompressor
 
 
@@ -58,17 +72,25 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BaseStage",
+    "BiEncoderModel",
     "Budget",
     "CompressionStats",
+    "CrossEncoderModel",
     "CrossEncoderReranker",
     "Dropped",
     "EmbeddingFilter",
     "HFTokenizerCounter",
+    "LLMLinguaCompressor",
     "LongContextReorder",
+    "LongLLMLinguaCompressor",
     "ModelLoadError",
     "Passage",
     "Pipeline",
     "PipelineResult",
+    "ProvencePruner",
+    "PrunerModel",
+    "SelectiveContextCompressor",
+    "SentenceSelector",
     "Stage",
     "StageOutput",
     "StageTiming",

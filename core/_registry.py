@@ -12,6 +12,11 @@ _STAGES: dict[str, str] = {
     "cross-encoder": "ragprune.cross_encoder:CrossEncoderReranker",
     "embedding-filter": "ragprune.embedding_filter:EmbeddingFilter",
     "long-context-reorder": "ragprune.reorder:LongContextReorder",
+    "provence": "ragprune.provence:ProvencePruner",
+    "sentence-selector": "ragprune.sentence_selector:SentenceSelector",
+    "llmlingua": "ragprune.llmlingua:LLMLinguaCompressor",
+    "longllmlingua": "ragprune.longllmlingua:LongLLMLinguaCompressor",
+    "selective-context": "ragprune.selective_context:SelectiveContextCompressor",
     "lexical-reranker": "ragprune.testing:LexicalReranker",
     "fake-compressor": "ragprune.testing:FakeCompressor",
 }

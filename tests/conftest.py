@@ -32,6 +32,7 @@ VOCAB = (
     + list(".,!?;:'\"()-|")
     + ["北", "京", "是", "中", "国", "的", "首", "都", "。"]
 )
+VOCAB = list(dict.fromkeys(VOCAB))  # unique entries, so vocab_size == len(tokenizer)
 
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                  max_position_embeddings=128)

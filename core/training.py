@@ -1,0 +1,355 @@
+"""Train a Provence-style pruner: token relevance and passage ranking, one encoder.
+
+An example is ``(query, passage, sentence_labels, passage_label)``:
+``sentence_labels`` holds one 0/1 per span of ``sentence_spans(passage)``
+(1 = the sentence is needed to answer), ``passage_label`` is 1 for a relevant
+passage.  Every passage token takes its sentence's label (a token belongs to
+the sentence holding its last character, as at inference); the loss is the
+token cross-entropy over passage tokens plus the binary cross-entropy of the
+ranking logit.
+
+Runs are reproducible: shuffling and head initialisation draw from a local
+``torch.Generator`` seeded with ``seed`` (the global generator is neither
+seeded nor used), and dropout is kept off during training so nothing else is
+random.  Checkpoints are written in the pruner format of
+:mod:`ragprune.provence` and load with ``ProvencePruner(output_dir)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._compute import load_tokenizer, resolve_device
+from ._segment import sentence_spans
+from .provence import DEFAULT_THRESHOLD, FORMAT_FILE, PairTemplate, PrunerModel
+
+__all__ = ["PrunerExample", "EpochStats", "TrainResult", "train_pruner", "encode_example"]
+
+logger = logging.getLogger("ragprune")
+
+
+@dataclass(frozen=True, slots=True)
+class PrunerExample:
+    """One training pair; a plain 4-tuple in the same order is accepted too."""
+
+    query: str
+    passage: str
+    sentence_labels: tuple[int, ...]
+    passage_label: int
+
+
+@dataclass(frozen=True, slots=True)
+class EpochStats:
+    """Figures of one epoch; validation figures are ``None`` without validation data.
+
+    ``val_token_f1``: F1 of the keep label on passage tokens (probability >= 0.5);
+    ``val_sentence_recall`` / ``val_sentence_precision``: of needed sentences,
+    with sentences kept when their mean token relevance reaches the threshold;
+    ``val_rank_accuracy``: fraction of passages whose ranking logit has the
+    label's sign (>= 0 for relevant).
+    """
+
+    epoch: int
+    train_loss: float
+    train_token_loss: float
+    train_rank_loss: float
+    val_loss: float | None = None
+    val_token_f1: float | None = None
+    val_sentence_recall: float | None = None
+    val_sentence_precision: float | None = None
+    val_rank_accuracy: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What :func:`train_pruner` did."""
+
+    output_dir: Path
+    epochs: tuple[EpochStats, ...]
+    step_losses: tuple[float, ...]
+    steps: int
+    seconds: float
+    model: PrunerModel = field(repr=False, compare=False)
+    tokenizer: Any = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    input_ids: np.ndarray
+    token_types: np.ndarray
+    labels: np.ndarray  # -100 outside passage tokens
+    sentence_ids: np.ndarray  # -1 outside passage tokens
+    sentence_labels: np.ndarray
+    passage_label: float
+
+
+def _as_example(item: Any, i: int) -> PrunerExample:
+    if isinstance(item, PrunerExample):
+        ex = item
+    else:
+        try:
+            query, passage, labels, passage_label = item
+        except (TypeError, ValueError):
+            raise TypeError(f"examples[{i}] must be a PrunerExample or a (query, passage, sentence_labels, "
+                            f"passage_label) tuple, got {type(item).__name__}") from None
+        ex = PrunerExample(query, passage, tuple(labels), passage_label)
+    if not isinstance(ex.query, str) or not isinstance(ex.passage, str):
+        raise TypeError(f"examples[{i}]: query and passage must be str")
+    if not ex.query.strip():
+        raise ValueError(f"examples[{i}]: blank query")
+    n = len(sentence_spans(ex.passage))
+    if len(ex.sentence_labels) != n:
+        raise ValueError(f"examples[{i}]: {len(ex.sentence_labels)} sentence labels for {n} sentences "
+                         "(labels align to sentence_spans(passage))")
+    if any(int(v) not in (0, 1) for v in ex.sentence_labels) or int(ex.passage_label) not in (0, 1):
+        raise ValueError(f"examples[{i}]: labels must be 0 or 1")
+    return ex
+
+
+def encode_example(ex: PrunerExample, tokenizer: Any, template: PairTemplate, max_length: int) -> _Encoded:
+    """Model inputs and per-token labels for one example (passage truncated to fit)."""
+    enc = tokenizer([ex.query, ex.passage], add_special_tokens=False, return_offsets_mapping=True,
+                    return_attention_mask=False, return_token_type_ids=False, verbose=False)
+    q_ids = np.asarray(enc["input_ids"][0], dtype=np.int64)
+    p_ids = np.asarray(enc["input_ids"][1], dtype=np.int64)
+    offsets = np.asarray(enc["offset_mapping"][1], dtype=np.int64).reshape(-1, 2)
+    q_room = max(1, (max_length - template.n_special) // 2)
+    q_ids = q_ids[:q_room]
+    room = max_length - template.n_special - len(q_ids)
+    p_ids, offsets = p_ids[:room], offsets[:room]
+    ids, types, start = template.encode(q_ids, p_ids)
+    spans = np.asarray(sentence_spans(ex.passage), dtype=np.int64).reshape(-1, 2)
+    sent_labels = np.asarray([int(v) for v in ex.sentence_labels], dtype=np.int64)
+    sid = np.full(len(ids), -1, dtype=np.int64)
+    labels = np.full(len(ids), -100, dtype=np.int64)
+    if len(p_ids) and len(spans):
+        last = offsets[:, 1] - 1
+        tok_sid = np.clip(np.searchsorted(spans[:, 0], last, side="right") - 1, 0, len(spans) - 1)
+        valid = offsets[:, 1] > offsets[:, 0]
+        tok_sid = np.where(valid, tok_sid, -1)
+        sid[start : start + len(p_ids)] = tok_sid
+        labels[start : start + len(p_ids)] = np.where(valid, sent_labels[np.maximum(tok_sid, 0)], -100)
+    return _Encoded(ids, types, labels, sid, sent_labels, float(int(ex.passage_label)))
+
+
+def _collate(items: Sequence[_Encoded], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    longest = max(len(e.input_ids) for e in items)
+    n = len(items)
+    ids = np.full((n, longest), pad_id, dtype=np.int64)
+    types = np.zeros((n, longest), dtype=np.int64)
+    mask = np.zeros((n, longest), dtype=np.int64)
+    labels = np.full((n, longest), -100, dtype=np.int64)
+    for i, e in enumerate(items):
+        k = len(e.input_ids)
+        ids[i, :k], types[i, :k], mask[i, :k], labels[i, :k] = e.input_ids, e.token_types, 1, e.labels
+    return {
+        "input_ids": torch.from_numpy(ids).to(device),
+        "token_type_ids": torch.from_numpy(types).to(device),
+        "attention_mask": torch.from_numpy(mask).to(device),
+        "labels": torch.from_numpy(labels).to(device),
+        "passage_labels": torch.tensor([e.passage_label for e in items], dtype=torch.float32, device=device),
+    }
+
+
+def _losses(model: PrunerModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    labels = batch["labels"]
+    if bool((labels != -100).any()):
+        token_loss = torch.nn.functional.cross_entropy(out.token_logits.float().reshape(-1, 2), labels.reshape(-1),
+                                                       ignore_index=-100)
+    else:
+        token_loss = out.token_logits.sum() * 0.0
+    rank_loss = torch.nn.functional.binary_cross_entropy_with_logits(out.rank_logits.float(),
+                                                                     batch["passage_labels"])
+    return token_loss, rank_loss, out
+
+
+def _evaluate(model: PrunerModel, data: Sequence[_Encoded], pad_id: int, device: torch.device, batch_size: int,
+              threshold: float, rank_weight: float) -> dict[str, float]:
+    tp = fp = fn = 0
+    s_tp = s_fp = s_fn = 0
+    rank_ok = 0
+    loss_sum = 0.0
+    with torch.inference_mode():
+        for b in range(0, len(data), batch_size):
+            items = data[b : b + batch_size]
+            batch = _collate(items, pad_id, device)
+            token_loss, rank_loss, out = _losses(model, batch)
+            loss_sum += float(token_loss + rank_weight * rank_loss) * len(items)
+            probs = torch.softmax(out.token_logits.float(), dim=-1)[..., 1].cpu().numpy()
+            ranks = out.rank_logits.float().cpu().numpy()
+            for i, e in enumerate(items):
+                k = len(e.input_ids)
+                p = probs[i, :k]
+                m = e.labels != -100
+                pred, gold = p[m] >= 0.5, e.labels[m] == 1
+                tp += int((pred & gold).sum())
+                fp += int((pred & ~gold).sum())
+                fn += int((~pred & gold).sum())
+                ns = len(e.sentence_labels)
+                seen = e.sentence_ids >= 0
+                sums = np.bincount(e.sentence_ids[seen], weights=p[seen], minlength=ns)
+                counts = np.bincount(e.sentence_ids[seen], minlength=ns)
+                means = np.divide(sums, counts, out=np.zeros(ns), where=counts > 0)
+                kept, needed = means >= threshold, e.sentence_labels == 1
+                s_tp += int((kept & needed).sum())
+                s_fp += int((kept & ~needed).sum())
+                s_fn += int((~kept & needed).sum())
+                rank_ok += int((ranks[i] >= 0.0) == (e.passage_label >= 0.5))
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+    return {
+        "loss": loss_sum / max(1, len(data)),
+        "token_f1": f1,
+        "sentence_recall": s_tp / (s_tp + s_fn) if (s_tp + s_fn) else 1.0,
+        "sentence_precision": s_tp / (s_tp + s_fp) if (s_tp + s_fp) else 1.0,
+        "rank_accuracy": rank_ok / max(1, len(data)),
+    }
+
+
+def train_pruner(
+    examples: Iterable[PrunerExample | tuple[str, str, Sequence[int], int]],
+    *,
+    base_model: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    epochs: int = 1,
+    batch_size: int = 8,
+    lr: float = 3e-5,
+    seed: int = 0,
+    max_length: int = 512,
+    device: Any = "auto",
+    val_examples: Iterable[PrunerExample | tuple[str, str, Sequence[int], int]] | None = None,
+    progress: bool = True,
+    ranking: str = "cls-linear",
+    rank_weight: float = 1.0,
+    threshold: float = DEFAULT_THRESHOLD,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.1,
+    max_grad_norm: float = 1.0,
+    save_every_epoch: bool = False,
+    local_files_only: bool = False,
+) -> TrainResult:
+    """Fine-tune a pruner and save it to ``output_dir``.
+
+    Args:
+        examples: training examples (see the module docstring).
+        base_model: an encoder (directory or hub id) to put fresh heads on, or
+            an existing pruner directory to keep training.
+        output_dir: where the final checkpoint goes (``epoch-N/`` subfolders
+            too with ``save_every_epoch``).
+        epochs, batch_size, lr, weight_decay, warmup_ratio, max_grad_norm:
+            AdamW with linear warm-up and decay.
+        seed: seeds the local generator (head init and shuffling).
+        max_length: tokens per example, special tokens included; longer
+            passages are truncated.  Saved as the pruner's window size.
+        device: ``"auto"`` or a torch device; training runs in float32.
+        val_examples: evaluated after every epoch (see :class:`EpochStats`).
+        progress: show a tqdm progress bar.
+        ranking: ``"cls-linear"`` or ``"sequence-classifier"`` (see
+            :mod:`ragprune.provence`).
+        rank_weight: weight of the ranking loss.
+        threshold: sentence threshold for validation, saved as the default.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not 0.0 <= warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio!r}")
+    train_set = [_as_example(x, i) for i, x in enumerate(examples)]
+    if not train_set:
+        raise ValueError("examples is empty")
+    val_set = [_as_example(x, i) for i, x in enumerate(val_examples or ())]
+
+    generator = torch.Generator().manual_seed(int(seed))
+    dev = resolve_device(device)
+    base = Path(str(base_model))
+    if (base / FORMAT_FILE).is_file():
+        model = PrunerModel.from_pretrained(base, device=dev, dtype="float32", local_files_only=True)
+    else:
+        model = PrunerModel.from_encoder(base_model, ranking=ranking, max_length=max_length, threshold=threshold,
+                                         generator=generator, device=dev, dtype="float32",
+                                         local_files_only=local_files_only)
+    model.spec = type(model.spec)(ranking=model.spec.ranking, max_length=max_length, threshold=float(threshold))
+    tokenizer = load_tokenizer(base_model, local_files_only=local_files_only or base.is_dir())
+    template = PairTemplate.from_tokenizer(tokenizer)
+    pad_id = template.pad_id
+    train_data = [encode_example(e, tokenizer, template, max_length) for e in train_set]
+    val_data = [encode_example(e, tokenizer, template, max_length) for e in val_set]
+
+    steps_per_epoch = math.ceil(len(train_data) / batch_size)
+    total = steps_per_epoch * epochs
+    warmup = int(round(warmup_ratio * total))
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+    def schedule(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    out_dir = Path(output_dir)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="train pruner", unit="step")
+    step_losses: list[float] = []
+    stats: list[EpochStats] = []
+    started = time.perf_counter()
+    # Dropout stays off (eval mode) so a run depends on ``seed`` alone; gradients flow as usual.
+    model.eval()
+    try:
+        for epoch in range(1, epochs + 1):
+            order = torch.randperm(len(train_data), generator=generator).tolist()
+            sums = np.zeros(3)
+            for b in range(0, len(order), batch_size):
+                items = [train_data[i] for i in order[b : b + batch_size]]
+                batch = _collate(items, pad_id, dev)
+                token_loss, rank_loss, _ = _losses(model, batch)
+                loss = token_loss + rank_weight * rank_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if max_grad_norm and max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                value = float(loss.detach())
+                step_losses.append(value)
+                sums += np.array([value, float(token_loss.detach()), float(rank_loss.detach())]) * len(items)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{value:.4f}")
+            means = sums / len(train_data)
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": float(means[0]), "train_token_loss": float(means[1]),
+                                   "train_rank_loss": float(means[2])}
+            if val_data:
+                v = _evaluate(model, val_data, pad_id, dev, batch_size, float(threshold), rank_weight)
+                row.update(val_loss=v["loss"], val_token_f1=v["token_f1"], val_sentence_recall=v["sentence_recall"],
+                           val_sentence_precision=v["sentence_precision"], val_rank_accuracy=v["rank_accuracy"])
+            stats.append(EpochStats(**row))
+            logger.info("pruner epoch %d: %s", epoch, row)
+            if save_every_epoch:
+                model.save_pretrained(out_dir / f"epoch-{epoch}", tokenizer=tokenizer)
+    finally:
+        if bar is not None:
+            bar.close()
+    model.eval()
+    model.save_pretrained(out_dir, tokenizer=tokenizer)
+    return TrainResult(output_dir=out_dir, epochs=tuple(stats), step_losses=tuple(step_losses), steps=len(step_losses),
+                       seconds=time.perf_counter() - started, model=model, tokenizer=tokenizer)

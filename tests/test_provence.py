@@ -1,0 +1,446 @@
+"""ProvencePruner and the pruner model format, with tiny random models."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from conftest import TINY_BERT, save_wordpiece_tokenizer  # noqa: E402
+from ragprune import Budget, Passage, WordCounter, render_spans  # noqa: E402
+from ragprune._compute import ModelLoadError  # noqa: E402
+from ragprune.provence import (  # noqa: E402
+    FORMAT_FILE,
+    ProvencePruner,
+    PrunerModel,
+    _piece_table,
+    sentence_relevance,
+)
+
+QUERY = "what is the capital of france?"
+PASSAGES = [
+    "Paris is the capital of France. The cat sat on the mat. Berlin is a large city in Germany.",
+    "The dog sat. Who was first? The river is small.",
+    "Which city is the capital? Paris. The answer is Paris!",
+    "北京是中国的首都。The capital of France is Paris.",
+]
+
+
+def vocab_size(tok: Any) -> int:
+    return max(tok.get_vocab().values()) + 1
+
+
+def make_encoder(path: Path, *, seed: int = 0) -> Path:
+    """A tiny random BERT encoder (AutoModel) with the shared WordPiece tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    tok = save_wordpiece_tokenizer(path)
+    config = BertConfig(vocab_size=vocab_size(tok), **TINY_BERT)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertModel(config)
+    model.save_pretrained(str(path))
+    return path
+
+
+def make_pruner(path: Path, encoder: Path, *, seed: int = 0, token_scale: float = 2.0,
+                max_length: int = 128) -> Path:
+    """A pruner with spread-out random token relevance, saved in the ragprune format."""
+    from transformers import AutoTokenizer
+
+    g = torch.Generator().manual_seed(seed)
+    model = PrunerModel.from_encoder(encoder, generator=g, device="cpu", max_length=max_length)
+    with torch.no_grad():
+        model.token_head.weight.normal_(0.0, token_scale, generator=g)
+        model.rank_head.weight.normal_(0.0, 1.0, generator=g)
+    model.save_pretrained(path, tokenizer=AutoTokenizer.from_pretrained(str(encoder)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_encoder(tmp_path_factory.mktemp("enc"))
+
+
+@pytest.fixture(scope="module")
+def pruner_dir(tmp_path_factory: pytest.TempPathFactory, encoder_dir: Path) -> Path:
+    return make_pruner(tmp_path_factory.mktemp("pruner"), encoder_dir)
+
+
+@pytest.fixture(scope="module")
+def pruner(pruner_dir: Path) -> ProvencePruner:
+    return ProvencePruner(pruner_dir, device="cpu")
+
+
+def check_extractive(p: Passage) -> None:
+    assert p.original is not None
+    assert p.text == render_spans(p.original, p.spans or ())
+    for a, b in p.spans or ():
+        assert 0 <= a < b <= len(p.original)
+
+
+def sentence_means(pr: ProvencePruner, query: str, passages: list[Passage]) -> list[np.ndarray]:
+    probs, offsets, _ = pr.score(query, [p.text for p in passages])
+    return [sentence_relevance(p, o, t, p.units("sentence")) for p, o, t in zip(passages, offsets, probs, strict=True)]
+
+
+# ----------------------------------------------------------------------------- format
+
+
+def test_saved_format_is_documented_and_loads_as_plain_encoder(pruner_dir: Path) -> None:
+    from safetensors import safe_open
+    from transformers import AutoModel
+
+    spec = json.loads((pruner_dir / FORMAT_FILE).read_text())
+    assert spec["format"] == "ragprune-pruner" and spec["format_version"] == 1
+    assert spec["ranking"] == "cls-linear" and spec["token_labels"]["1"] == "keep"
+    assert spec["threshold"] == pytest.approx(0.1) and spec["max_length"] == 128
+    with safe_open(str(pruner_dir / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+        assert tuple(f.get_tensor("token_head.weight").shape) == (2, 32)
+        assert tuple(f.get_tensor("rank_head.weight").shape) == (1, 32)
+    assert "embeddings.word_embeddings.weight" in keys
+    # The backbone part is a standard encoder checkpoint (no remote code).
+    enc = AutoModel.from_pretrained(str(pruner_dir), trust_remote_code=False)
+    loaded = PrunerModel.from_pretrained(pruner_dir, device="cpu")
+    w = loaded.backbone.embeddings.word_embeddings.weight
+    assert torch.equal(enc.embeddings.word_embeddings.weight, w)
+
+
+def test_roundtrip_identical_outputs(pruner_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    model = PrunerModel.from_pretrained(pruner_dir, device="cpu")
+    model.save_pretrained(tmp_path / "again", tokenizer=AutoTokenizer.from_pretrained(str(pruner_dir)))
+    a = ProvencePruner(model, tokenizer=AutoTokenizer.from_pretrained(str(pruner_dir)), threshold=0.4)
+    b = ProvencePruner(tmp_path / "again", threshold=0.4, device="cpu")
+    ra, rb = a.process(QUERY, PASSAGES), b.process(QUERY, PASSAGES)
+    assert [(p.index, p.spans, p.score) for p in ra.passages] == [(p.index, p.spans, p.score) for p in rb.passages]
+    assert ra.dropped == rb.dropped
+
+
+def test_not_a_pruner_directory(encoder_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not a pruner model"):
+        PrunerModel.from_pretrained(encoder_dir, device="cpu")
+    with pytest.raises(ModelLoadError):
+        PrunerModel.from_pretrained(tmp_path / "missing", device="cpu", local_files_only=True)
+    with pytest.raises(ModelLoadError):
+        PrunerModel.from_pretrained("nobody/no-such-pruner", device="cpu", local_files_only=True)
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(path / "model.safetensors"))
+
+
+def _manual_outputs(seq_model: Any, token_head: Any, ids: Any, mask: Any) -> tuple[Any, Any]:
+    with torch.no_grad():
+        out = seq_model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        return token_head(out.hidden_states[-1]), out.logits[:, 0]
+
+
+def test_naver_provence_layout_deberta(tmp_path: Path) -> None:
+    """deberta.* + pooler.dense + classifier (1 label) + token_classifier, DeBERTa-v2 config."""
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    tok = save_wordpiece_tokenizer(tmp_path)
+    config = DebertaV2Config(vocab_size=vocab_size(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=37, max_position_embeddings=128, relative_attention=True,
+                             pos_att_type=["p2c", "c2p"], position_buckets=32, type_vocab_size=0,
+                             position_biased_input=False, num_labels=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        seq = DebertaV2ForSequenceClassification(config).eval()
+        token_classifier = torch.nn.Linear(32, 2)
+    state = dict(seq.state_dict())
+    state.update({f"token_classifier.{k}": v for k, v in token_classifier.state_dict().items()})
+    _save_state(tmp_path, state)
+    raw = config.to_dict()
+    raw.update(architectures=["Provence"], auto_map={"AutoModel": "modeling_provence.Provence"})
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+
+    model = PrunerModel.from_pretrained(tmp_path, device="cpu")
+    assert model.spec.ranking == "sequence-classifier" and model.rank_head is None
+    enc = tok(["what is paris", "the capital city"], ["paris is the capital of france.", "the cat sat"],
+              padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+    want_tokens, want_rank = _manual_outputs(seq, token_classifier, enc["input_ids"], enc["attention_mask"])
+    assert torch.allclose(out.token_logits, want_tokens, atol=1e-5)
+    assert torch.allclose(out.rank_logits, want_rank, atol=1e-5)
+    # and it runs as a stage
+    res = ProvencePruner(tmp_path, device="cpu", threshold=0.0).process(QUERY, PASSAGES)
+    assert sorted(p.index for p in res.passages) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("prefixed", [True, False])
+def test_open_provence_layout(tmp_path: Path, prefixed: bool) -> None:
+    """ranking_model.* (a 1-label sequence classifier) + pruning_head.classifier.*"""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = save_wordpiece_tokenizer(tmp_path)
+    config = BertConfig(vocab_size=vocab_size(tok), num_labels=1, **TINY_BERT)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        seq = BertForSequenceClassification(config).eval()
+        head = torch.nn.Linear(32, 2)
+    prefix = "ranking_model." if prefixed else ""
+    state = {f"{prefix}{k}": v for k, v in seq.state_dict().items()}
+    state.update({f"pruning_head.classifier.{k}": v for k, v in head.state_dict().items()})
+    _save_state(tmp_path, state)
+    raw = {"model_type": "open_provence", "base_model_config": config.to_dict(), "max_length": 96,
+           "default_threadshold": 0.25, "num_labels": 1, "pruning_config": {"hidden_size": 32},
+           "auto_map": {"AutoModel": "modeling_open_provence_standalone.OpenProvenceForSequenceClassification"}}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+
+    model = PrunerModel.from_pretrained(tmp_path, device="cpu")
+    assert model.spec.threshold == pytest.approx(0.25) and model.spec.max_length == 96
+    enc = tok(["what is paris"], ["paris is the capital of france."], return_tensors="pt")
+    with torch.no_grad():
+        out = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+        want = seq(**enc, output_hidden_states=True)
+    assert torch.allclose(out.rank_logits, want.logits[:, 0], atol=1e-5)
+    assert torch.allclose(out.token_logits, head(want.hidden_states[-1]), atol=1e-5)
+    pr = ProvencePruner(tmp_path, device="cpu")
+    assert pr.threshold == pytest.approx(0.25) and pr.max_length == 96
+
+
+# ----------------------------------------------------------------------------- stage
+
+
+def test_no_query_and_bad_inputs(pruner: ProvencePruner, pruner_dir: Path) -> None:
+    with pytest.raises(ValueError):
+        pruner.process(None, PASSAGES)
+    with pytest.raises(ValueError):
+        pruner.process("   ", PASSAGES)
+    with pytest.raises(TypeError):
+        pruner.process(QUERY, [1, 2])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        pruner.process(QUERY, "a single string")
+    assert pruner.process(QUERY, []).passages == ()
+    with pytest.raises(ValueError):
+        ProvencePruner(pruner_dir, threshold=float("nan"), device="cpu")
+    with pytest.raises(ValueError):
+        ProvencePruner(pruner_dir, top_k=0, device="cpu")
+    with pytest.raises(ValueError):
+        ProvencePruner(pruner.model)  # a model object needs its tokenizer
+
+
+def test_extractive_identity_metadata(pruner: ProvencePruner) -> None:
+    meta = [{"source": i} for i in range(len(PASSAGES))]
+    items = [Passage.from_text(t, 10 + i, score=1.0, metadata=meta[i]) for i, t in enumerate(PASSAGES)]
+    items.append(Passage.from_text(PASSAGES[0], 99, metadata={"dup": True}))  # duplicate text, own identity
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.45).process(QUERY, items)
+    seen = {p.index for p in res.passages} | {d.index for d in res.dropped}
+    assert seen == {p.index for p in items}
+    by_index = {p.index: p for p in items}
+    for p in res.passages:
+        check_extractive(p)
+        assert p.metadata is by_index[p.index].metadata
+        assert p.original == by_index[p.index].original
+        assert p.scores[-1][0] == "provence"
+    for d in res.dropped:
+        assert d.stage == "provence" and "threshold" in d.reason
+
+
+def test_threshold_semantics(pruner: ProvencePruner) -> None:
+    items = [Passage.from_text(t, i) for i, t in enumerate(PASSAGES)]
+    means = sentence_means(pruner, QUERY, items)
+    every = np.concatenate(means)
+    assert every.min() < every.max()  # the random head spreads relevance
+    t = float(np.median(every))
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=t, reorder=False).process(QUERY, items)
+    out = {p.index: p for p in res.passages}
+    for p, m in zip(items, means, strict=True):
+        want = [u for u, v in zip(p.units("sentence"), m, strict=True) if v >= t]
+        if want:
+            assert out[p.index].spans == p.with_spans(want).spans
+            assert out[p.index].text == p.with_spans(want).text
+        else:
+            assert p.index not in out
+    # 0 keeps everything untouched; above 1 drops everything and says why.
+    all_kept = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0).process(QUERY, items)
+    assert sorted(p.index for p in all_kept.passages) == [0, 1, 2, 3]
+    assert all(p.text == p.original for p in all_kept.passages) and not all_kept.dropped
+    none = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=1.01).process(QUERY, items)
+    assert none.passages == ()
+    assert sorted(d.index for d in none.dropped) == [0, 1, 2, 3]
+    assert all("threshold 1.01" in d.reason for d in none.dropped)
+
+
+def test_ranking_matches_one_at_a_time(pruner: ProvencePruner) -> None:
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, batch_size=3).process(QUERY,
+                                                                                                      PASSAGES)
+    single = {}
+    for i, t in enumerate(PASSAGES):
+        _, _, r = pruner.score(QUERY, [t])
+        single[i] = float(r[0])
+    got = [p.index for p in res.passages]
+    assert got == sorted(single, key=lambda i: (-single[i], i))
+    for p in res.passages:
+        assert p.score == pytest.approx(single[p.index], abs=1e-5)
+    kept_order = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, reorder=False)
+    assert [p.index for p in kept_order.apply(QUERY, PASSAGES)] == [0, 1, 2, 3]
+
+
+def test_top_k_and_blank_passages(pruner: ProvencePruner) -> None:
+    items = [*PASSAGES, "", "   \n "]
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, top_k=2).process(QUERY, items)
+    scored = [p for p in res.passages if p.score is not None]
+    assert len(scored) == 2
+    assert [p.index for p in res.passages[-2:]] == [4, 5]  # blanks pass through, last, unscored
+    assert [p.text for p in res.passages[-2:]] == ["", "   \n "]
+    assert sorted(d.index for d in res.dropped) == sorted(set(range(4)) - {p.index for p in scored})
+    assert all("top_k=2" in d.reason for d in res.dropped)
+    dropped_scores = [d.score for d in res.dropped]
+    assert min(p.score for p in scored) >= max(dropped_scores)  # type: ignore[type-var]
+    only_blank = pruner.process(QUERY, ["", " "])
+    assert [p.text for p in only_blank.passages] == ["", " "] and not only_blank.dropped
+
+
+def test_always_keep_first(pruner: ProvencePruner) -> None:
+    items = [Passage.from_text(t, i) for i, t in enumerate(PASSAGES)]
+    means = sentence_means(pruner, QUERY, items)
+    # A threshold that keeps some later sentence but not the first of some passage.
+    candidates = [float(m[1:].max()) for m in means if len(m) > 1 and m[0] < m[1:].max()]
+    assert candidates
+    t = min(candidates)
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=t, always_keep_first=True,
+                         reorder=False).process(QUERY, items)
+    plain = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=t, reorder=False).process(QUERY, items)
+    assert {p.index for p in res.passages} == {p.index for p in plain.passages}
+    for p in res.passages:
+        first = items[p.index].units("sentence")[0]
+        first_end = first[0] + len(items[p.index].original[first[0] : first[1]].rstrip())
+        assert (p.spans or ())[0][0] == first[0] and (p.spans or ())[0][1] >= first_end
+        check_extractive(p)
+    assert any(p.spans != q.spans for p, q in zip(res.passages, plain.passages, strict=True))
+
+
+def test_budget_respected(pruner: ProvencePruner) -> None:
+    counter = WordCounter()
+    for cap in (0, 5, 12, 40):
+        pr = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, budget=Budget(max_tokens=cap))
+        res = pr.process(QUERY, PASSAGES)
+        assert sum(counter.count(p.text) for p in res.passages) <= cap
+        assert {p.index for p in res.passages} | {d.index for d in res.dropped} == {0, 1, 2, 3}
+        for p in res.passages:
+            check_extractive(p)
+
+
+def test_long_passages_use_windows(pruner: ProvencePruner) -> None:
+    long_text = " ".join(PASSAGES * 6)
+    small = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, max_length=24, stride=4, threshold=0.3)
+    n_tokens = len(pruner.tokenizer(long_text, add_special_tokens=False)["input_ids"])
+    assert n_tokens > 3 * 24
+    probs, _, ranks = small.score(QUERY, [long_text, PASSAGES[1]])
+    assert len(probs[0]) == n_tokens and np.isfinite(probs[0]).all() and np.isfinite(ranks).all()
+    assert ((probs[0] >= 0) & (probs[0] <= 1)).all()
+    res = small.process(QUERY, [long_text])
+    for p in res.passages:
+        check_extractive(p)
+    # Windows overlap: each window's own probabilities average into the token's value.
+    huge = "The cat sat on the mat. " * 1_000  # 24,000 characters, ~50 windows
+    big = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, max_batch_tokens=4096)
+    out = big.process(QUERY, [huge])
+    assert out.passages[0].text == huge
+
+
+def test_window_average_equals_manual(pruner: ProvencePruner) -> None:
+    text = PASSAGES[0]
+    pr = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, max_length=20, stride=5)
+    probs, _, ranks = pr.score(QUERY, [text])
+    q = pruner.tokenizer(QUERY, add_special_tokens=False)["input_ids"]
+    p_ids = np.asarray(pruner.tokenizer(text, add_special_tokens=False)["input_ids"])
+    q = np.asarray(q[: (20 - 3) // 2])
+    room = 20 - 3 - len(q)
+    sums, counts, best = np.zeros(len(p_ids)), np.zeros(len(p_ids)), -np.inf
+    starts = list(range(0, len(p_ids) - room, room - min(5, room // 2))) + [len(p_ids) - room]
+    for s in starts:
+        piece_probs, rank = pr._forward(q, [p_ids[s : s + room]])[0]
+        sums[s : s + room] += piece_probs
+        counts[s : s + room] += 1
+        best = max(best, rank)
+    assert counts.min() >= 1 and counts.max() >= 2
+    assert np.allclose(probs[0], sums / counts, atol=1e-6)
+    assert ranks[0] == pytest.approx(best, abs=1e-6)
+
+
+def test_determinism_and_threads(pruner: ProvencePruner) -> None:
+    first = pruner.process(QUERY, PASSAGES)
+    results: list[Any] = []
+
+    def work() -> None:
+        results.append(pruner.process(QUERY, PASSAGES))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for r in [pruner.process(QUERY, PASSAGES), *results]:
+        assert [(p.index, p.spans) for p in r.passages] == [(p.index, p.spans) for p in first.passages]
+        assert np.allclose([p.score for p in r.passages], [p.score for p in first.passages], atol=1e-6)
+
+
+def test_cjk_emoji_control_characters(pruner: ProvencePruner) -> None:
+    texts = ["北京是中国的首都。北京很大。", "Paris 🇫🇷 is the capital\u200f of France.\x07 ok.", "مرحبا. Paris!"]
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0).process(QUERY, texts)
+    assert sorted(p.index for p in res.passages) == [0, 1, 2]
+    assert {p.text for p in res.passages} == set(texts)
+
+
+def test_compressed_input_stays_inside_kept_spans(pruner: ProvencePruner) -> None:
+    p = Passage.from_text(PASSAGES[0] + " " + PASSAGES[1], 0)
+    units = p.units("sentence")
+    compressed = p.with_spans([units[0], units[2], units[4]])
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0).process(QUERY, [compressed])
+    assert res.passages[0].spans == compressed.spans
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.4).process(QUERY, [compressed])
+    for q in res.passages:
+        check_extractive(q)
+        for a, b in q.spans or ():
+            assert any(ca <= a and b <= cb for ca, cb in compressed.spans or ())
+
+
+def test_piece_table_and_sentence_relevance() -> None:
+    original = "Alpha one. Beta two. Gamma three."
+    p = Passage.from_text(original, 0)
+    units = p.units("sentence")
+    cut = p.with_spans([(0, 5), units[2]])  # "Alpha" + gap + "Gamma three."
+    assert cut.text == "Alpha Gamma three."
+    orig, text = _piece_table(cut)
+    assert list(orig) == [0, units[2][0]] and list(text) == [0, 6]
+    cut_units = cut.units("sentence")
+    # tokens (text coordinates): "Alpha" -> 0.9, "Gamma" -> 0.2, "three" -> 0.4, "." -> 0.6
+    offsets = np.array([[0, 5], [6, 11], [12, 17], [17, 18]])
+    means = sentence_relevance(cut, offsets, np.array([0.9, 0.2, 0.4, 0.6]), cut_units)
+    assert np.allclose(means, [0.9, 0.4])
+    assert sentence_relevance(cut, np.zeros((0, 2), dtype=np.int64), np.zeros(0), cut_units).tolist() == [0, 0]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(st.text(alphabet=st.sampled_from(list("the cat sat. Paris? 北京。 \n!")), max_size=60),
+                   min_size=1, max_size=4),
+    threshold=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_property_extractive_and_accounted(pruner: ProvencePruner, texts: list[str], threshold: float) -> None:
+    pr = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=threshold, max_length=32)
+    res = pr.process(QUERY, texts)
+    assert sorted([p.index for p in res.passages] + [d.index for d in res.dropped]) == list(range(len(texts)))
+    for p in res.passages:
+        check_extractive(p)
+        assert p.original == texts[p.index]
