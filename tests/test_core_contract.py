@@ -328,3 +328,13 @@ def test_import_is_light_and_offline() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_public_names_resolve() -> None:
+    assert ragprune.__all__ == sorted(ragprune.__all__)
+    for name in ragprune.__all__:
+        assert getattr(ragprune, name) is not None, name
+    for name in ragprune.available_stages():
+        assert isinstance(ragprune._registry.stage_class(name), type), name
+    with pytest.raises(AttributeError):
+        ragprune.no_such_name  # noqa: B018
