@@ -30,6 +30,8 @@ class Command:
 
 COMMANDS: dict[str, str] = {
     "assets": "ragprune.cli:ASSETS_COMMAND",
+    "train": "ragprune.train_cli:TRAIN_COMMAND",
+    "bench": "ragprune.bench.cli:BENCH_COMMAND",
 }
 
 
