@@ -40,6 +40,7 @@ _LAZY = {
     "CrossEncoderModel": "ragprune._encoders",
     "BiEncoderModel": "ragprune._encoders",
     "ModelLoadError": "ragprune._compute",
+    "default_pipeline": "ragprune.defaults",
     "resolve_device": "ragprune._compute",
     "resolve_dtype": "ragprune._compute",
 }
@@ -47,6 +48,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from ._compute import ModelLoadError, resolve_device, resolve_dtype
     from ._encoders import BiEncoderModel, CrossEncoderModel
+    from .defaults import default_pipeline
     from .cross_encoder import CrossEncoderReranker
     from .embedding_filter import EmbeddingFilter
     from .llmlingua import LLMLinguaCompressor
@@ -102,6 +104,7 @@ __all__ = [
     "allocate_tokens",
     "available_stages",
     "create_stage",
+    "default_pipeline",
     "get_counter",
     "register_stage",
     "render_spans",

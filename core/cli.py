@@ -43,6 +43,14 @@ def _load_command(target: str) -> Command:
     return command
 
 
+def _unavailable(name: str, error: ImportError) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        print(f"error: 'ragprune {name}' is unavailable: {error}", file=sys.stderr)
+        return 1
+
+    return Command(help=f"(unavailable: {error})", configure=lambda parser: None, run=run)
+
+
 # ---------------------------------------------------------------- assets
 
 
@@ -105,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO) to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, target in COMMANDS.items():
-        command = _load_command(target)
+        try:
+            command = _load_command(target)
+        except ImportError as e:
+            # One command whose dependencies are missing must not break the others.
+            command = _unavailable(name, e)
         child = sub.add_parser(name, help=command.help, description=command.help)
         command.configure(child)
         child.set_defaults(_run=command.run)

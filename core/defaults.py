@@ -1,0 +1,60 @@
+"""The embedded default: ragprune's own pruner, shipped inside the package.
+
+``default_pipeline()`` needs no download: it loads the Provence-style pruner in
+``ragprune/models/pruner-minilm`` (all-MiniLM-L6-v2 fine-tuned on HotpotQA's
+training split, Apache-2.0) from the package directory with
+``local_files_only=True``, and adds an optional final token budget.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._budget import Budget
+from ._pipeline import Pipeline
+from .models import PRUNER_MINILM
+
+__all__ = ["DEFAULT_PRUNER_PATH", "default_pipeline", "default_pruner"]
+
+DEFAULT_PRUNER_PATH: Path = PRUNER_MINILM
+"""Directory of the shipped pruner (the :mod:`ragprune.provence` format)."""
+
+
+def _as_budget(budget: int | Budget | None) -> Budget | None:
+    if budget is None or isinstance(budget, Budget):
+        return budget
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise TypeError(f"budget must be None, an int (max tokens) or a Budget, got {type(budget).__name__}")
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0 tokens, got {budget}")
+    return Budget(max_tokens=budget)
+
+
+def default_pruner(*, device: Any = "auto", threshold: float | None = None, **kwargs: Any) -> Any:
+    """The shipped :class:`~ragprune.ProvencePruner` (local files only; ``kwargs`` go to its constructor)."""
+    from .provence import ProvencePruner
+
+    if not (DEFAULT_PRUNER_PATH / "model.safetensors").is_file():
+        from ._compute import ModelLoadError
+
+        raise ModelLoadError(f"the shipped pruner is missing from {DEFAULT_PRUNER_PATH} (a broken installation?)")
+    return ProvencePruner(DEFAULT_PRUNER_PATH, device=device, threshold=threshold, local_files_only=True, **kwargs)
+
+
+def default_pipeline(budget: int | Budget | None = None, counter: Any = "cl100k_base",
+                     device: Any = "auto") -> Pipeline:
+    """A ready pipeline: the shipped pruner, then ``budget`` if given.
+
+    Args:
+        budget: ``None`` (prune only), an int (a hard cap in tokens of ``counter``)
+            or a :class:`~ragprune.Budget`.
+        counter: how tokens are counted for the budget and the statistics
+            (default: OpenAI's ``cl100k_base``, read offline).
+        device: ``"auto"`` (cuda > mps > cpu) or a torch device.
+
+    The pruner reranks the passages, keeps the sentences relevant to the query
+    and drops passages with none; the budget then caps what is left.
+    """
+    final = _as_budget(budget)
+    return Pipeline([default_pruner(device=device)], budget=final, counter=counter)

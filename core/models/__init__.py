@@ -1,0 +1,17 @@
+"""Model files shipped inside the ragprune package.
+
+``pruner-minilm/``: ragprune's own Provence-style pruner (all-MiniLM-L6-v2
+fine-tuned on HotpotQA's training split; see its ``MODEL_CARD.md``), in the
+format of :mod:`ragprune.provence`.  Load it with
+``ragprune.ProvencePruner(ragprune.defaults.DEFAULT_PRUNER_PATH)`` or use
+:func:`ragprune.defaults.default_pipeline`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["MODELS_DIR", "PRUNER_MINILM"]
+
+MODELS_DIR = Path(__file__).resolve().parent
+PRUNER_MINILM = MODELS_DIR / "pruner-minilm"

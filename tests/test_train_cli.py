@@ -1,0 +1,166 @@
+"""``ragprune train pruner`` on a tiny fabricated HotpotQA file with a tiny random encoder."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_BERT, save_tiny_model, save_wordpiece_tokenizer
+from ragprune import sentence_spans
+from ragprune.cli import main
+from ragprune.datasets import load_hotpotqa
+from ragprune.train_cli import (
+    ThresholdFigures,
+    choose_threshold,
+    hotpot_examples,
+    sentence_labels,
+)
+
+_FILLER = [
+    ("River", ["The river is large.", "A dog sat on the mat."]),
+    ("Cat", ["The cat sat.", "What is the answer?"]),
+    ("Small", ["A small city was first.", "The dog is large."]),
+    ("Mat", ["The mat is small.", "Who sat on it?"]),
+]
+
+
+def _record(i: int) -> dict:
+    city, country = ("paris", "france") if i % 2 == 0 else ("berlin", "germany")
+    context = [
+        (f"Capital {i}", [f"The capital of {country} is {city}.", "The city is large."]),
+        *[(f"{t} {i}", s) for t, s in _FILLER],
+    ]
+    return {"_id": f"q{i}", "question": f"what is the capital of {country}?", "answer": city,
+            "context": context, "supporting_facts": [[f"Capital {i}", 0]], "type": "bridge", "level": "easy"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 training questions and 2 test records that would fail to parse if they were ever read."""
+    path = tmp_path_factory.mktemp("hotpot") / "hotpot.json"
+    records = [_record(i) for i in range(12)] + [{"_id": "test-a"}, {"_id": "test-b"}]
+    path.write_text(json.dumps(records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-encoder")
+    tok = save_wordpiece_tokenizer(path)
+    save_tiny_model(path, BertModel, BertConfig(vocab_size=len(tok), **TINY_BERT))
+    return path
+
+
+def _train(out: Path, data: Path, encoder: Path, *extra: str) -> tuple[int, str]:
+    """Parse with the real ``ragprune`` parser and run the command, capturing its report."""
+    from ragprune.cli import build_parser
+    from ragprune.train_cli import _run
+
+    args = ["train", "pruner", "--out", str(out), "--data", str(data), "--base-model", str(encoder),
+            "--train-size", "12", "--test-size", "2", "--val-questions", "3", "--epochs", "2",
+            "--batch-size", "4", "--lr", "1e-3", "--max-length", "64", "--negatives", "2", "--no-progress",
+            "--counter", "words", "--thresholds", "0.1", "0.5", "0.9", *extra]
+    buf = io.StringIO()
+    rc = _run(build_parser().parse_args(args), buf)
+    return rc, buf.getvalue()
+
+
+def test_sentence_labels_follow_the_segmenter() -> None:
+    text = "Alpha is here. Beta is there. Gamma too."
+    spans = sentence_spans(text)
+    assert len(spans) == 3
+    gold = [(15, 29)]  # "Beta is there."
+    assert sentence_labels(text, gold) == (0, 1, 0)
+    assert sentence_labels(text, []) == (0, 0, 0)
+    assert sentence_labels("", [(0, 3)]) == ()
+
+
+def test_hotpot_examples_subsample_negatives_reproducibly(tiny_data: Path) -> None:
+    cases = load_hotpotqa("train", tiny_data, train_size=12, test_size=2)
+    a = hotpot_examples(cases, negatives=2, rng=np.random.default_rng(0))
+    b = hotpot_examples(cases, negatives=2, rng=np.random.default_rng(0))
+    assert a == b
+    assert len(a) == 12 * 3  # one gold passage + two negatives each
+    positives = [e for e in a if e.passage_label == 1]
+    assert len(positives) == 12
+    assert all(e.sentence_labels == (1, 0) for e in positives)
+    assert all(sum(e.sentence_labels) == 0 for e in a if e.passage_label == 0)
+    assert len(hotpot_examples(cases, negatives=-1, rng=np.random.default_rng(0))) == 12 * 5
+
+
+def test_choose_threshold_prefers_recall_under_the_keep_cap() -> None:
+    def f(t: float, keep: float, recall: float) -> ThresholdFigures:
+        return ThresholdFigures(t, keep, recall, 1.0, 0.5, 0.0, 10)
+
+    figs = [f(0.05, 0.6, 0.99), f(0.1, 0.34, 0.97), f(0.3, 0.2, 0.9)]
+    assert choose_threshold(figs, max_keep=0.35).threshold == 0.1
+    assert choose_threshold(figs, max_keep=0.1).threshold == 0.3  # nothing fits: the sparsest
+    with pytest.raises(ValueError):
+        choose_threshold([], max_keep=0.3)
+
+
+def test_train_pruner_command_end_to_end(tmp_path: Path, tiny_data: Path, tiny_encoder: Path) -> None:
+    from safetensors import safe_open
+
+    from ragprune import ProvencePruner
+
+    out = tmp_path / "pruner"
+    rc, text = _train(out, tiny_data, tiny_encoder)
+    assert rc == 0, text
+    assert "epoch 1:" in text and "epoch 2:" in text
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["train_questions"] == 9 and summary["val_questions"] == 3
+    assert summary["steps"] == 2 * int(np.ceil(9 * 3 / 4))
+    assert len(summary["epoch_stats"]) == 2
+    figs = summary["validation"]
+    assert [f["threshold"] for f in figs] == [0.1, 0.5, 0.9]
+    for f in figs:
+        for key in ("token_keep_rate", "sentence_recall", "answer_retention", "passage_drop_rate"):
+            assert 0.0 <= f[key] <= 1.0
+    keeps = [f["token_keep_rate"] for f in figs]
+    assert keeps == sorted(keeps, reverse=True)  # a higher threshold never keeps more
+    spec = json.loads((out / "ragprune_pruner.json").read_text())
+    assert spec["threshold"] == summary["threshold"] and spec["max_length"] == 64
+    with safe_open(str(out / "model.safetensors"), "pt") as st:
+        assert st.get_tensor("token_head.weight").dtype.is_floating_point
+        assert str(st.get_tensor("token_head.weight").dtype) == "torch.float16"
+    pruner = ProvencePruner(out, local_files_only=True, device="cpu")
+    result = pruner.apply("what is the capital of france?", ["The capital of france is paris. The cat sat."])
+    assert all(p.text for p in result)
+
+
+def test_train_pruner_command_is_reproducible(tmp_path: Path, tiny_data: Path, tiny_encoder: Path) -> None:
+    from safetensors.torch import load_file
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _train(a, tiny_data, tiny_encoder, "--epochs", "1", "--val-questions", "0")[0] == 0
+    assert _train(b, tiny_data, tiny_encoder, "--epochs", "1", "--val-questions", "0")[0] == 0
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    assert all(bool((wa[k] == wb[k]).all()) for k in wa)
+
+
+def test_train_command_needs_a_model_kind_and_out(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train"]) != 0
+    assert main(["train", "pruner"]) != 0
+
+
+def test_train_pruner_command_continues_a_checkpoint_on_new_questions(tmp_path: Path, tiny_data: Path,
+                                                                      tiny_encoder: Path) -> None:
+    from safetensors.torch import load_file
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _train(first, tiny_data, tiny_encoder, "--epochs", "1", "--max-questions", "4")[0] == 0
+    rc, text = _train(second, tiny_data, first, "--epochs", "1", "--start-question", "4", "--max-questions", "5")
+    assert rc == 0, text
+    summary = json.loads((second / "training_summary.json").read_text())
+    assert summary["start_question"] == 4 and summary["train_questions"] == 5
+    a, b = load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert any(not bool((a[k] == b[k]).all()) for k in a)  # training went on from the checkpoint
