@@ -48,8 +48,8 @@ _LAZY = {
 if TYPE_CHECKING:
     from ._compute import ModelLoadError, resolve_device, resolve_dtype
     from ._encoders import BiEncoderModel, CrossEncoderModel
-    from .defaults import default_pipeline
     from .cross_encoder import CrossEncoderReranker
+    from .defaults import default_pipeline
     from .embedding_filter import EmbeddingFilter
     from .llmlingua import LLMLinguaCompressor
     from .longllmlingua import LongLLMLinguaCompressor

@@ -27,7 +27,6 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
-import ragprune
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -36,6 +35,8 @@ from langchain_core.prompts import PromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 from pydantic import Field, PrivateAttr
+
+import ragprune
 from ragprune.integrations.langchain import EVENT_NAME, METADATA_KEY, as_runnable
 
 REPO = Path(__file__).resolve().parents[1]

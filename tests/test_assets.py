@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import TINY_BERT, save_wordpiece_tokenizer
 from ragprune import assets
 from ragprune.assets import AssetError, asset_path, convert_onnx_bert, dequantize_onnx_bert, ensure_assets, fetch_assets

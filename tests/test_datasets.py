@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ragprune.datasets import QACase, load_hotpotqa, load_jsonl, split_indices
 
 

@@ -23,6 +23,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 from pydantic import Field, PrivateAttr, ValidationError
+
 from ragprune import Budget, LongContextReorder, Passage, Pipeline, WordCounter, render_spans
 from ragprune.integrations.langchain import (
     EVENT_NAME,
