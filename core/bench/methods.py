@@ -106,6 +106,24 @@ class ScoredMethod(BaseMethod):
         raise NotImplementedError
 
 
+class _ModelStageMethod(ScoredMethod):
+    """A scored method backed by one ragprune stage built from ``model`` on ``load``."""
+
+    def __init__(self, model: Any, **options: Any) -> None:
+        self._model = model
+        self._options = options
+        self.stage: Any = None
+
+    def _build(self) -> Any:
+        raise NotImplementedError
+
+    def load(self) -> None:
+        self.stage = self._build()
+
+    def close(self) -> None:
+        self.stage = None
+
+
 class PlainMethod(BaseMethod):
     """Run once per case and point."""
 
@@ -150,7 +168,7 @@ def _split(flat: np.ndarray, units: list[list[Span]]) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(flat[bounds[j]:bounds[j + 1]], dtype=np.float64) for j in range(len(units)))
 
 
-class EmbeddingFilterMethod(ScoredMethod):
+class EmbeddingFilterMethod(_ModelStageMethod):
     """``EmbeddingFilter(level="sentence")`` swept over its cosine threshold."""
 
     name = "embedding-filter"
@@ -159,18 +177,10 @@ class EmbeddingFilterMethod(ScoredMethod):
     points = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
     default = 0.3
 
-    def __init__(self, model: Any, **options: Any) -> None:
-        self._model = model
-        self._options = options
-        self.stage: Any = None
-
-    def load(self) -> None:
+    def _build(self) -> Any:
         from ..embedding_filter import EmbeddingFilter
 
-        self.stage = EmbeddingFilter(self._model, level="sentence", **self._options)
-
-    def close(self) -> None:
-        self.stage = None
+        return EmbeddingFilter(self._model, level="sentence", **self._options)
 
     def score(self, query: str, passages: list[Passage]) -> SentenceScores:
         units = _sentence_units(passages)
@@ -182,7 +192,7 @@ class EmbeddingFilterMethod(ScoredMethod):
         return _select_sentences(scores, passages, point)
 
 
-class SentenceSelectorMethod(ScoredMethod):
+class SentenceSelectorMethod(_ModelStageMethod):
     """``SentenceSelector`` with a cross-encoder, swept over its threshold (raw logits by default)."""
 
     name = "sentence-selector"
@@ -192,22 +202,17 @@ class SentenceSelectorMethod(ScoredMethod):
     default = -2.0
 
     def __init__(self, model: Any, *, activation: str = "none", context_window: int = 0, **options: Any) -> None:
-        self._model = model
+        super().__init__(model, **options)
         self._activation = activation
         self._context_window = context_window
-        self._options = options
-        self.stage: Any = None
 
-    def load(self) -> None:
+    def _build(self) -> Any:
         from .._encoders import CrossEncoderModel
         from ..sentence_selector import SentenceSelector
 
         scorer = self._model if hasattr(self._model, "score_pairs") else CrossEncoderModel(
             self._model, activation=self._activation, **self._options)
-        self.stage = SentenceSelector(scorer, threshold=0.0, context_window=self._context_window)
-
-    def close(self) -> None:
-        self.stage = None
+        return SentenceSelector(scorer, threshold=0.0, context_window=self._context_window)
 
     def score(self, query: str, passages: list[Passage]) -> SentenceScores:
         units = _sentence_units(passages)
@@ -219,7 +224,7 @@ class SentenceSelectorMethod(ScoredMethod):
         return _select_sentences(scores, passages, point)
 
 
-class ProvenceMethod(ScoredMethod):
+class ProvenceMethod(_ModelStageMethod):
     """``ProvencePruner`` swept over its sentence relevance threshold (passages kept in place)."""
 
     name = "provence"
@@ -228,18 +233,10 @@ class ProvenceMethod(ScoredMethod):
     points = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
     default = 0.1
 
-    def __init__(self, model: Any, **options: Any) -> None:
-        self._model = model
-        self._options = options
-        self.stage: Any = None
-
-    def load(self) -> None:
+    def _build(self) -> Any:
         from ..provence import ProvencePruner
 
-        self.stage = ProvencePruner(self._model, **self._options)
-
-    def close(self) -> None:
-        self.stage = None
+        return ProvencePruner(self._model, **self._options)
 
     def score(self, query: str, passages: list[Passage]) -> SentenceScores:
         from ..provence import sentence_relevance
@@ -270,7 +267,7 @@ def _select_top(scores: Sequence[float | None], passages: list[Passage], top_n: 
     return [_whole(p) if k else None for p, k in zip(passages, keep.tolist(), strict=True)]
 
 
-class RerankerMethod(ScoredMethod):
+class RerankerMethod(_ModelStageMethod):
     """``CrossEncoderReranker`` swept over ``top_n``."""
 
     name = "cross-encoder"
@@ -279,18 +276,10 @@ class RerankerMethod(ScoredMethod):
     points = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
     default = 3.0
 
-    def __init__(self, model: Any, **options: Any) -> None:
-        self._model = model
-        self._options = options
-        self.stage: Any = None
-
-    def load(self) -> None:
+    def _build(self) -> Any:
         from ..cross_encoder import CrossEncoderReranker
 
-        self.stage = CrossEncoderReranker(self._model, **self._options)
-
-    def close(self) -> None:
-        self.stage = None
+        return CrossEncoderReranker(self._model, **self._options)
 
     def score(self, query: str, passages: list[Passage]) -> list[float | None]:
         return list(self.stage.score(query, passages))
@@ -327,7 +316,7 @@ class LexicalRerankerMethod(ScoredMethod):
 # --------------------------------------------------------------------------- word level
 
 
-class TokenClassifierMethod(ScoredMethod):
+class TokenClassifierMethod(_ModelStageMethod):
     """``TokenClassifierCompressor`` swept over ``rate`` (word keep probabilities computed once)."""
 
     name = "token-classifier"
@@ -336,18 +325,10 @@ class TokenClassifierMethod(ScoredMethod):
     points = (0.2, 0.33, 0.5, 0.7, 0.9)
     default = 0.33
 
-    def __init__(self, model: Any, **options: Any) -> None:
-        self._model = model
-        self._options = options
-        self.stage: Any = None
-
-    def load(self) -> None:
+    def _build(self) -> Any:
         from ..token_classifier import TokenClassifierCompressor
 
-        self.stage = TokenClassifierCompressor(self._model, **self._options)
-
-    def close(self) -> None:
-        self.stage = None
+        return TokenClassifierCompressor(self._model, **self._options)
 
     def score(self, query: str, passages: list[Passage]) -> list[Any]:
         st = self.stage
