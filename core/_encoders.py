@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ._batching import length_sorted_batches
-from ._compute import ModelLoadError, load_model, load_tokenizer, resolve_device, resolve_dtype
+from ._compute import ModelLoadError, _load, load_model, load_tokenizer, resolve_device, resolve_dtype
 
 __all__ = ["CrossEncoderModel", "BiEncoderModel"]
 
@@ -391,28 +391,10 @@ class CrossEncoderModel:
 def _load_sentence_transformer(name: str, *, device: Any, dtype: Any, local_files_only: bool) -> Any:
     from sentence_transformers import SentenceTransformer
 
-    def build(local_only: bool) -> Any:
-        return SentenceTransformer(name, device=str(device), trust_remote_code=False, local_files_only=local_only,
-                                   model_kwargs={"dtype": dtype})
-
-    path = Path(name).expanduser()
-    if path.is_dir():
-        try:
-            return build(True)
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"cannot load sentence-transformers model from directory {name!r}: {e}") from e
-    try:
-        return build(True)
-    except (OSError, ValueError) as cached_error:
-        if local_files_only or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
-            raise ModelLoadError(
-                f"cannot load sentence-transformers model {name!r}: it is not a local directory and is not in "
-                "the Hugging Face cache (local_files_only=True). Download it first or pass a path."
-            ) from cached_error
-    try:
-        return build(False)
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot load sentence-transformers model {name!r} from the hub: {e}") from e
+    # The shared loader's policy: a local directory never touches the network; a hub id
+    # is read from the cache first, and reaching the hub is refused when offline.
+    return _load(SentenceTransformer, name, "sentence-transformers model", local_files_only=local_files_only,
+                 revision=None, device=str(device), trust_remote_code=False, model_kwargs={"dtype": dtype})
 
 
 class BiEncoderModel:
