@@ -37,10 +37,12 @@ _LAZY = {
     "LLMLinguaCompressor": "ragprune.llmlingua",
     "LongLLMLinguaCompressor": "ragprune.longllmlingua",
     "SelectiveContextCompressor": "ragprune.selective_context",
+    "QueryTokenCompressor": "ragprune.query_compressor",
     "CrossEncoderModel": "ragprune._encoders",
     "BiEncoderModel": "ragprune._encoders",
     "ModelLoadError": "ragprune._compute",
     "default_pipeline": "ragprune.defaults",
+    "default_pruner": "ragprune.defaults",
     "resolve_device": "ragprune._compute",
     "resolve_dtype": "ragprune._compute",
 }
@@ -49,11 +51,12 @@ if TYPE_CHECKING:
     from ._compute import ModelLoadError, resolve_device, resolve_dtype
     from ._encoders import BiEncoderModel, CrossEncoderModel
     from .cross_encoder import CrossEncoderReranker
-    from .defaults import default_pipeline
+    from .defaults import default_pipeline, default_pruner
     from .embedding_filter import EmbeddingFilter
     from .llmlingua import LLMLinguaCompressor
     from .longllmlingua import LongLLMLinguaCompressor
     from .provence import ProvencePruner, PrunerModel
+    from .query_compressor import QueryTokenCompressor
     from .selective_context import SelectiveContextCompressor
     from .sentence_selector import SentenceSelector
     from .token_classifier import TokenClassifierCompressor
@@ -91,6 +94,7 @@ __all__ = [
     "PipelineResult",
     "ProvencePruner",
     "PrunerModel",
+    "QueryTokenCompressor",
     "SelectiveContextCompressor",
     "SentenceSelector",
     "Stage",
@@ -105,6 +109,7 @@ __all__ = [
     "available_stages",
     "create_stage",
     "default_pipeline",
+    "default_pruner",
     "get_counter",
     "register_stage",
     "render_spans",

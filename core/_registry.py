@@ -13,6 +13,7 @@ _STAGES: dict[str, str] = {
     "embedding-filter": "ragprune.embedding_filter:EmbeddingFilter",
     "long-context-reorder": "ragprune.reorder:LongContextReorder",
     "provence": "ragprune.provence:ProvencePruner",
+    "query-token-compressor": "ragprune.query_compressor:QueryTokenCompressor",
     "sentence-selector": "ragprune.sentence_selector:SentenceSelector",
     "llmlingua": "ragprune.llmlingua:LLMLinguaCompressor",
     "longllmlingua": "ragprune.longllmlingua:LongLLMLinguaCompressor",

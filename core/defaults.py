@@ -43,7 +43,7 @@ def default_pruner(*, device: Any = "auto", threshold: float | None = None, **kw
 
 
 def default_pipeline(budget: int | Budget | None = None, counter: Any = "cl100k_base",
-                     device: Any = "auto") -> Pipeline:
+                     device: Any = "auto", threshold: float | None = None) -> Pipeline:
     """A ready pipeline: the shipped pruner, then ``budget`` if given.
 
     Args:
@@ -52,9 +52,11 @@ def default_pipeline(budget: int | Budget | None = None, counter: Any = "cl100k_
         counter: how tokens are counted for the budget and the statistics
             (default: OpenAI's ``cl100k_base``, read offline).
         device: ``"auto"`` (cuda > mps > cpu) or a torch device.
+        threshold: the pruner's sentence threshold (default: the model's own,
+            chosen on held-out data; lower keeps more).
 
     The pruner reranks the passages, keeps the sentences relevant to the query
     and drops passages with none; the budget then caps what is left.
     """
     final = _as_budget(budget)
-    return Pipeline([default_pruner(device=device)], budget=final, counter=counter)
+    return Pipeline([default_pruner(device=device, threshold=threshold)], budget=final, counter=counter)

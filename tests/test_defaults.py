@@ -130,3 +130,14 @@ def test_default_pipeline_rejects_bad_budgets() -> None:
         default_pipeline(budget=True)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         default_pipeline(budget=-1)
+
+
+def test_default_threshold_can_be_changed() -> None:
+    saved = json.loads((DEFAULT_PRUNER_PATH / "ragprune_pruner.json").read_text())["threshold"]
+    assert ragprune.default_pruner(device="cpu").threshold == saved  # exported at the top level
+    loose = default_pipeline(device="cpu", threshold=0.0)
+    strict = default_pipeline(device="cpu", threshold=0.9)
+    assert loose.stages[0].threshold == 0.0 and strict.stages[0].threshold == 0.9
+    everything = loose.run(QUESTION, PASSAGES)
+    assert [p.text for p in sorted(everything.passages, key=lambda p: p.index)] == PASSAGES  # 0 keeps all
+    assert strict.run(QUESTION, PASSAGES).stats.tokens_after < everything.stats.tokens_after

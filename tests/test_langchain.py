@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.prompts import PromptTemplate
 from langchain_core.retrievers import BaseRetriever
@@ -29,6 +28,7 @@ from ragprune.integrations.langchain import (
     EVENT_NAME,
     METADATA_KEY,
     RagpruneCompressor,
+    RagpruneEmbeddings,
     RagpruneRetriever,
     RagpruneTransformer,
     as_runnable,
@@ -468,17 +468,6 @@ CORPUS = [
 ]
 
 
-class MiniLMEmbeddings(Embeddings):
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.model.encode(texts, normalize_embeddings=True).tolist()  # type: ignore[no-any-return]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-
 class FaissRetriever(BaseRetriever):
     """Inner-product search over normalized MiniLM embeddings; the score goes to metadata."""
 
@@ -520,11 +509,9 @@ class RecordingLLM(FakeListLLM):
 
 @pytest.fixture(scope="module")
 def faiss_retriever(minilm_path: Path) -> FaissRetriever:
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(minilm_path), device="cpu")
+    embeddings = RagpruneEmbeddings(minilm_path, device="cpu", local_files_only=True)
     docs = [Document(t, id=f"c{i}", metadata={"source": f"c{i}"}) for i, t in enumerate(CORPUS)]
-    return FaissRetriever(embeddings=MiniLMEmbeddings(model), docs=docs, k=4)
+    return FaissRetriever(embeddings=embeddings, docs=docs, k=4)
 
 
 def _format(docs: list[Document]) -> str:

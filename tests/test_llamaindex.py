@@ -36,6 +36,7 @@ from ragprune import BaseStage, Budget, Passage, Pipeline, StageOutput, render_s
 from ragprune.integrations.llamaindex import (
     METADATA_KEY,
     RagpruneCompressionEvent,
+    RagpruneEmbedding,
     RagprunePostprocessor,
     RagpruneRetriever,
 )
@@ -360,34 +361,8 @@ CORPUS = [
 
 
 @pytest.fixture(scope="module")
-def minilm_embed(minilm_path: Any) -> Any:
-    sentence_transformers = pytest.importorskip("sentence_transformers")
-    from llama_index.core.base.embeddings.base import BaseEmbedding
-    from llama_index.core.bridge.pydantic import PrivateAttr
-
-    class MiniLMEmbedding(BaseEmbedding):
-        _model: Any = PrivateAttr()
-
-        def __init__(self, path: str) -> None:
-            super().__init__(model_name="all-MiniLM-L6-v2")
-            self._model = sentence_transformers.SentenceTransformer(path, device="cpu")
-
-        def _encode(self, texts: list[str]) -> list[list[float]]:
-            return self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
-
-        def _get_query_embedding(self, query: str) -> list[float]:
-            return self._encode([query])[0]
-
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            return await asyncio.to_thread(self._get_query_embedding, query)
-
-        def _get_text_embedding(self, text: str) -> list[float]:
-            return self._encode([text])[0]
-
-        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            return self._encode(texts)
-
-    return MiniLMEmbedding(str(minilm_path))
+def minilm_embed(minilm_path: Any) -> RagpruneEmbedding:
+    return RagpruneEmbedding(minilm_path, device="cpu", local_files_only=True)
 
 
 class FaissRetriever(BaseRetriever):

@@ -52,7 +52,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minilm", default=None, help="bi-encoder directory (default: the minilm asset)")
     parser.add_argument("--cross-encoder", default=None,
                         help="cross-encoder directory (default: the ms-marco-minilm-l12 asset)")
-    parser.add_argument("--pruner", default=None, help="a trained Provence pruner directory: enables 'provence'")
+    parser.add_argument("--pruner", default=None,
+                        help="a Provence pruner directory for 'provence' (default: the shipped pruner)")
+    parser.add_argument("--student", default=None,
+                        help="a distilled query-aware token compressor directory: enables 'query-token-compressor'")
     parser.add_argument("--token-classifier", default=None,
                         help="token classifier directory (default: MiniLM with a random head, built once "
                              "under .cache/bench)")
@@ -115,8 +118,9 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         out = Path(args.out)
         config = MethodConfig(minilm=args.minilm, cross_encoder=args.cross_encoder, pruner=args.pruner,
-                              token_classifier=args.token_classifier, work_dir=Path(".cache") / "bench",
-                              assets_dir=args.assets_dir, device=args.device, counter=args.counter)
+                              student=args.student, token_classifier=args.token_classifier,
+                              work_dir=Path(".cache") / "bench", assets_dir=args.assets_dir, device=args.device,
+                              counter=args.counter)
         methods = build_methods(args.methods, config, points)
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

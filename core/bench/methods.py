@@ -46,6 +46,7 @@ __all__ = [
     "LexicalRerankerMethod",
     "ProvenceMethod",
     "TokenClassifierMethod",
+    "QueryTokenCompressorMethod",
     "NoCompression",
     "StageMethod",
     "LangChainEmbeddingsFilter",
@@ -224,14 +225,34 @@ class SentenceSelectorMethod(_ModelStageMethod):
         return _select_sentences(scores, passages, point)
 
 
+def _pruner_threshold(model: Any) -> float | None:
+    """The threshold saved with a local pruner directory, if there is one."""
+    import json
+
+    from ..provence import FORMAT_FILE
+
+    path = Path(str(model)) / FORMAT_FILE
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text(encoding="utf-8")).get("threshold")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 class ProvenceMethod(_ModelStageMethod):
     """``ProvencePruner`` swept over its sentence relevance threshold (passages kept in place)."""
 
     name = "provence"
     level = "sentence"
     parameter = "threshold"
-    points = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+    points = (0.01, 0.02, 0.03, 0.045, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5)
     default = 0.1
+
+    def __init__(self, model: Any, **options: Any) -> None:
+        super().__init__(model, **options)
+        own = _pruner_threshold(model)  # the default setting is the model's own threshold
+        if own is not None:
+            self.default = own
+            self.points = tuple(sorted({*self.points, own}))
 
     def _build(self) -> Any:
         from ..provence import ProvencePruner
@@ -348,6 +369,34 @@ class TokenClassifierMethod(_ModelStageMethod):
         return out
 
 
+class QueryTokenCompressorMethod(_ModelStageMethod):
+    """``QueryTokenCompressor`` swept over its word keep-probability threshold (probabilities computed once)."""
+
+    name = "query-token-compressor"
+    level = "word"
+    parameter = "threshold"
+    points = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+    default = 0.3
+
+    def _build(self) -> Any:
+        from ..query_compressor import QueryTokenCompressor
+
+        return QueryTokenCompressor(self._model, rate=None, threshold=self.default, **self._options)
+
+    def score(self, query: str, passages: list[Passage]) -> list[Any]:
+        return self.stage.word_probs(query, passages)
+
+    def select(self, scores: list[Any], passages: list[Passage], point: float) -> list[Kept]:
+        out: list[Kept] = []
+        for p, (words, probs) in zip(passages, scores, strict=True):
+            if p.is_blank or not words:
+                out.append(_whole(p))
+                continue
+            chosen = [w for w, pr in zip(words, probs, strict=True) if pr >= point]
+            out.append(tuple(p.with_spans(chosen).spans or ()) if chosen else None)
+        return out
+
+
 # --------------------------------------------------------------------------- plain
 
 
@@ -414,19 +463,6 @@ def _require(module: str, hint: str) -> None:
         raise MethodUnavailable(f"{module} is not installed ({hint})")
 
 
-class _MiniLMEncoder:
-    """Shared by the embedding adapters: a sentence-transformers encoder loaded once."""
-
-    def __init__(self, path: Any, device: str) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
-
-    def encode(self, texts: list[str]) -> list[list[float]]:
-        emb = self.model.encode(texts, batch_size=64, show_progress_bar=False, normalize_embeddings=True)
-        return [row.tolist() for row in np.asarray(emb, dtype=np.float32)]
-
-
 def _cpu_or(device: str) -> str:
     from .._compute import resolve_device
 
@@ -452,20 +488,13 @@ class LangChainEmbeddingsFilter(PlainMethod):
         _require("langchain_classic", "pip install langchain-classic")
         _require("langchain_community", "EmbeddingsFilter needs it: pip install langchain-community")
         from langchain_classic.retrievers.document_compressors import EmbeddingsFilter
-        from langchain_core.embeddings import Embeddings
 
-        encoder = _MiniLMEncoder(self._model, _cpu_or(self._device))
+        from ragprune.integrations.langchain import RagpruneEmbeddings
 
-        class MiniLMEmbeddings(Embeddings):
-            def embed_documents(self, texts: list[str]) -> list[list[float]]:
-                return encoder.encode(list(texts))
-
-            def embed_query(self, text: str) -> list[float]:
-                return encoder.encode([text])[0]
-
-        self._filter = EmbeddingsFilter(embeddings=MiniLMEmbeddings(), k=int(self.default_point()))
+        self._embeddings = RagpruneEmbeddings(self._model, device=_cpu_or(self._device), batch_size=64,
+                                              local_files_only=True)
+        self._filter = EmbeddingsFilter(embeddings=self._embeddings, k=int(self.default_point()))
         self._cls = EmbeddingsFilter
-        self._embeddings = MiniLMEmbeddings()
 
     def close(self) -> None:
         self._filter = None
@@ -553,25 +582,12 @@ class LlamaIndexSentenceOptimizer(PlainMethod):
 
     def load(self) -> None:
         _require("llama_index.core", "pip install llama-index-core")
-        from llama_index.core.base.embeddings.base import BaseEmbedding
         from llama_index.core.postprocessor.optimizer import SentenceEmbeddingOptimizer
 
-        encoder = _MiniLMEncoder(self._model, _cpu_or(self._device))
+        from ragprune.integrations.llamaindex import RagpruneEmbedding
 
-        class MiniLMEmbedding(BaseEmbedding):
-            def _get_query_embedding(self, query: str) -> list[float]:
-                return encoder.encode([query])[0]
-
-            async def _aget_query_embedding(self, query: str) -> list[float]:
-                return encoder.encode([query])[0]
-
-            def _get_text_embedding(self, text: str) -> list[float]:
-                return encoder.encode([text])[0]
-
-            def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-                return encoder.encode(list(texts))
-
-        self._embed = MiniLMEmbedding(model_name="all-MiniLM-L6-v2")
+        self._embed = RagpruneEmbedding(self._model, device=_cpu_or(self._device), batch_size=64,
+                                        local_files_only=True, model_name="all-MiniLM-L6-v2", embed_batch_size=10)
         self._cls = SentenceEmbeddingOptimizer
 
     def close(self) -> None:
@@ -688,7 +704,8 @@ class MethodConfig:
 
     minilm: Any = None  # bi-encoder path (default: the "minilm" asset)
     cross_encoder: Any = None  # cross-encoder path (default: the "ms-marco-minilm-l12" asset)
-    pruner: Any = None  # a Provence pruner directory: enables "provence"
+    pruner: Any = None  # a Provence pruner directory (default: the shipped pruner)
+    student: Any = None  # a distilled query-aware token compressor directory: enables "query-token-compressor"
     token_classifier: Any = None  # token classifier directory (default: built from MiniLM with a random head)
     work_dir: Any = None  # where a built token classifier is saved
     assets_dir: Any = None
@@ -707,9 +724,10 @@ METHOD_NAMES: tuple[str, ...] = (
     "langchain-cross-encoder",
     "llamaindex-optimizer",
     "llmlingua2",
+    "query-token-compressor",
     "lexical-reranker",
 )
-DEFAULT_METHODS: tuple[str, ...] = METHOD_NAMES[:-1]
+DEFAULT_METHODS: tuple[str, ...] = METHOD_NAMES[:-2]  # the student needs --student; the last is a test double
 
 
 def _asset(name: str, config: MethodConfig) -> Path:
@@ -747,8 +765,15 @@ def build_method(name: str, config: MethodConfig | None = None) -> BaseMethod:
                               local_files_only=True)
     if name == "provence":
         if config.pruner is None:
-            raise MethodUnavailable("provence needs a trained pruner: pass --pruner PATH")
+            from ..defaults import DEFAULT_PRUNER_PATH
+
+            return ProvenceMethod(DEFAULT_PRUNER_PATH, device=dev, local_files_only=True)
         return ProvenceMethod(config.pruner, device=dev, local_files_only=True)
+    if name == "query-token-compressor":
+        if config.student is None:
+            raise MethodUnavailable("query-token-compressor needs a distilled student: pass --student PATH "
+                                    "(ragprune train distill)")
+        return QueryTokenCompressorMethod(config.student, device=dev, local_files_only=True)
     if name == "token-classifier":
         _require("ragprune.token_classifier", "core/token_classifier.py")
         return TokenClassifierMethod(_token_classifier_dir(config), device=dev, local_files_only=True,

@@ -1,4 +1,5 @@
-"""LangChain adapters: ragprune stages as a document compressor, a transformer, a retriever and a Runnable.
+"""LangChain adapters: ragprune stages as a document compressor, a transformer, a retriever and a Runnable,
+and ``RagpruneEmbeddings`` over ragprune's bi-encoder.
 
 Needs ``langchain-core`` 1.x (``pip install ragprune[langchain]``).  Every adapter returns
 new Documents (ids kept, metadata copied plus a ``"ragprune"`` record) and sends the
@@ -14,6 +15,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from ._common import EVENT_NAME, METADATA_KEY, PREVIOUS_SCORE_KEYS
 from .compressors import RagpruneCompressor, RagpruneTransformer
+from .embeddings import RagpruneEmbeddings
 from .retrievers import RagpruneRetriever
 from .runnables import DOCUMENTS_KEYS, QUERY_KEYS, as_runnable
 
@@ -24,6 +26,7 @@ __all__ = [
     "PREVIOUS_SCORE_KEYS",
     "QUERY_KEYS",
     "RagpruneCompressor",
+    "RagpruneEmbeddings",
     "RagpruneRetriever",
     "RagpruneTransformer",
     "as_runnable",

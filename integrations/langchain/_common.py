@@ -14,6 +14,7 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
 )
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
+
 from ragprune import Budget, Passage, Pipeline, PipelineResult
 
 __all__ = ["EVENT_NAME", "METADATA_KEY", "PREVIOUS_SCORE_KEYS"]

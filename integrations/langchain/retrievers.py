@@ -6,6 +6,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever, RetrieverLike
 from pydantic import field_validator
+
 from ragprune import BaseStage, Passage, Pipeline, StageOutput
 
 from ._common import PipelineFields, run_async, run_sync

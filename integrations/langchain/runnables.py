@@ -7,6 +7,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+
 from ragprune import Budget
 
 from .compressors import RagpruneCompressor

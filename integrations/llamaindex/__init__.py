@@ -1,4 +1,5 @@
-"""LlamaIndex adapters: a node postprocessor and a retriever wrapper over ragprune pipelines.
+"""LlamaIndex adapters: a node postprocessor and a retriever wrapper over ragprune pipelines, and
+``RagpruneEmbedding`` over ragprune's bi-encoder.
 
 Requires ``llama-index-core`` (``pip install ragprune[llamaindex]``).
 """
@@ -14,7 +15,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._convert import METADATA_KEY
 from ._events import DroppedNode, RagpruneCompressionEvent
+from .embeddings import RagpruneEmbedding
 from .postprocessor import RagprunePostprocessor
 from .retriever import RagpruneRetriever
 
-__all__ = ["METADATA_KEY", "DroppedNode", "RagpruneCompressionEvent", "RagprunePostprocessor", "RagpruneRetriever"]
+__all__ = [
+    "METADATA_KEY",
+    "DroppedNode",
+    "RagpruneCompressionEvent",
+    "RagpruneEmbedding",
+    "RagprunePostprocessor",
+    "RagpruneRetriever",
+]
