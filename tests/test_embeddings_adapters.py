@@ -212,19 +212,17 @@ class TestRagpruneEmbeddingsStandard(EmbeddingsUnitTests):
 # --------------------------------------------------------------------------- inside the frameworks (real MiniLM)
 
 
-def test_langchain_embeddings_filter_and_vector_store(minilm: RagpruneEmbeddings) -> None:
-    pytest.importorskip("langchain_community")
-    from langchain_classic.retrievers.document_compressors import EmbeddingsFilter
+def test_langchain_vector_store(minilm: RagpruneEmbeddings) -> None:
+    # (LangChain's EmbeddingsFilter needs langchain-community, which the test set-up does not install;
+    # the benchmark runs it with the "peers" extra.)
     from langchain_core.vectorstores import InMemoryVectorStore
 
     docs = [Document(t, id=f"d{i}", metadata={"i": i}) for i, t in enumerate(CORPUS)]
-    kept = EmbeddingsFilter(embeddings=minilm, k=2).compress_documents(docs, "Which river flows through Paris?")
-    assert len(kept) == 2 and kept[0].metadata["i"] == 0
-    assert {d.metadata["i"] for d in kept} <= set(range(len(CORPUS)))
-
     store = InMemoryVectorStore.from_documents(docs, minilm)
     hits = store.similarity_search("How do plants make glucose?", k=1)
     assert [d.metadata["i"] for d in hits] == [2]
+    ranked = store.similarity_search_with_score("Which river flows through Paris?", k=2)
+    assert ranked[0][0].metadata["i"] == 0 and ranked[0][1] > ranked[1][1]
 
 
 def test_llamaindex_vector_index_and_sentence_optimizer(minilm: RagpruneEmbeddings) -> None:
