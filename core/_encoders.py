@@ -38,7 +38,7 @@ import numpy as np
 from ._batching import length_sorted_batches
 from ._compute import ModelLoadError, _load, load_model, load_tokenizer, resolve_device, resolve_dtype
 
-__all__ = ["CrossEncoderModel", "BiEncoderModel"]
+__all__ = ["CrossEncoderModel", "BiEncoderModel", "as_bi_encoder"]
 
 logger = logging.getLogger("ragprune")
 
@@ -500,8 +500,11 @@ class BiEncoderModel:
             return int(getter()) if getter is not None and getter() is not None else None
         return int(self.model.config.hidden_size)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings of ``texts`` (float32, ``(n, dim)``), in input order.  Identical texts are embedded once."""
+    def encode(self, texts: Sequence[str], *, normalize: bool | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` (float32, ``(n, dim)``), in input order.  Identical texts are embedded once.
+
+        ``normalize``: L2-normalize these embeddings (default: the model's ``normalize``).
+        """
         texts = _check_texts(texts, "texts")
         if not texts:
             dim = self.dimension
@@ -520,7 +523,7 @@ class BiEncoderModel:
                 emb = emb.float().cpu().numpy()  # fp16/bf16 on GPU: numpy has no bfloat16
         else:
             emb = self._encode_mean_pooled(utexts)
-        if self.normalize:
+        if self.normalize if normalize is None else normalize:
             norms = np.linalg.norm(emb, axis=1, keepdims=True)
             emb = emb / np.maximum(norms, np.float32(1e-12))
         return np.ascontiguousarray(emb[where], dtype=np.float32)
@@ -558,3 +561,7 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return np.asarray(an @ bn.T, dtype=np.float32)
 
+
+def as_bi_encoder(model: Any, **kwargs: Any) -> BiEncoderModel:
+    """``model`` itself when it is a loaded :class:`BiEncoderModel`, else one loaded with ``kwargs``."""
+    return model if isinstance(model, BiEncoderModel) else BiEncoderModel(model, **kwargs)

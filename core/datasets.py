@@ -66,6 +66,13 @@ class QACase:
         start, end = self.sentence_spans[passage][sentence]
         return self.passages[passage][1][start:end]
 
+    def gold_spans(self) -> dict[int, list[Span]]:
+        """Character spans of the gold sentences, by passage index (passages without one are absent)."""
+        out: dict[int, list[Span]] = {}
+        for p, j in self.gold_sentences:
+            out.setdefault(p, []).append(self.sentence_spans[p][j])
+        return out
+
     def gold_texts(self) -> tuple[str, ...]:
         """The gold sentences' texts, in ``gold_sentences`` order."""
         return tuple(self.sentence(p, s) for p, s in self.gold_sentences)

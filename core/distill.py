@@ -272,9 +272,7 @@ def build_label_cache(
                     scored = teacher_word_scores(scorer, case.question, [case.passages[i][1] for i in todo],
                                                  self_info_weight=self_info_weight)
                     seconds += time.perf_counter() - t0
-                    gold: dict[int, list[Span]] = {}
-                    for p, j in case.gold_sentences:
-                        gold.setdefault(p, []).append(case.sentence_spans[p][j])
+                    gold = case.gold_spans()
                     titles = set(case.gold_titles)
                     lines = []
                     for i, ts in zip(todo, scored, strict=True):
@@ -381,22 +379,22 @@ def agreement(
         t_teacher += t1 - t0
         t_student += t2 - t1
         pairs += len(chosen)
+        gold = case.gold_spans()
         for i, ts, (s_words, s_probs) in zip(chosen, teacher, scored, strict=True):
             if len(s_words) != len(ts.words):
                 raise RuntimeError("student and teacher disagree on the word units")
-            gold_spans = [case.sentence_spans[p][j] for p, j in case.gold_sentences if p == i]
-            support = support_mask(ts.words, gold_spans) if with_support else None
-            gold = word_labels(ts.score, rate, support).astype(bool)
-            n_keep = int(gold.sum())
-            pred = keep_top(s_probs, n_keep / max(1, len(gold))) if n_keep else np.zeros(len(gold), dtype=bool)
-            base = keep_top(ts.self_info, n_keep / max(1, len(gold))) if n_keep else np.zeros(len(gold), dtype=bool)
-            words += len(gold)
+            support = support_mask(ts.words, gold.get(i, ())) if with_support else None
+            labels = word_labels(ts.score, rate, support).astype(bool)
+            n_keep = int(labels.sum())
+            pred = keep_top(s_probs, n_keep / max(1, len(labels))) if n_keep else np.zeros(len(labels), dtype=bool)
+            base = keep_top(ts.self_info, n_keep / max(1, len(labels))) if n_keep else np.zeros(len(labels), dtype=bool)
+            words += len(labels)
             kept += n_keep
-            same += int((pred == gold).sum())
-            base_same += int((base == gold).sum())
-            a, b, c = _f1(pred, gold)
+            same += int((pred == labels).sum())
+            base_same += int((base == labels).sum())
+            a, b, c = _f1(pred, labels)
             tp, fp, fn = tp + a, fp + b, fn + c
-            a, b, c = _f1(base, gold)
+            a, b, c = _f1(base, labels)
             btp, bfp, bfn = btp + a, bfp + b, bfn + c
         if bar is not None:
             bar.update(1)

@@ -69,18 +69,11 @@ def sentence_labels(text: str, gold_spans: Sequence[tuple[int, int]]) -> tuple[i
     return tuple(int(v) for v in labels)
 
 
-def _gold_by_passage(case: Any) -> dict[int, list[tuple[int, int]]]:
-    out: dict[int, list[tuple[int, int]]] = {}
-    for p, j in case.gold_sentences:
-        out.setdefault(p, []).append(case.sentence_spans[p][j])
-    return out
-
-
 def case_examples(case: Any, passages: Sequence[int] | None = None) -> list[Any]:
     """Training examples of one ``QACase`` (all its passages, or those listed), passages with text only."""
     from .training import PrunerExample
 
-    gold = _gold_by_passage(case)
+    gold = case.gold_spans()
     titles = set(case.gold_titles)
     chosen = range(len(case.passages)) if passages is None else passages
     out = []
@@ -155,7 +148,7 @@ def _score_cases(pruner: Any, cases: Sequence[Any], counter: Any, progress: bool
         texts = [t for _, t in case.passages]
         live = [i for i, t in enumerate(texts) if t.strip()]
         probs, offsets, _ = pruner.score(case.question, [texts[i] for i in live])
-        gold = _gold_by_passage(case)
+        gold = case.gold_spans()
         for k, i in enumerate(live):
             p = Passage.from_text(texts[i], i)
             units = p.units("sentence")

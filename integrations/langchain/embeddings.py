@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ragprune._encoders import BiEncoderModel
+from ragprune._encoders import BiEncoderModel, as_bi_encoder
 
 __all__ = ["RagpruneEmbeddings"]
 
@@ -38,11 +37,8 @@ class RagpruneEmbeddings(BaseModel, Embeddings):
         super().__init__(model=model, **kwargs)
 
     def model_post_init(self, context: Any, /) -> None:
-        if isinstance(self.model, BiEncoderModel):
-            self._encoder = self.model
-        else:
-            self._encoder = BiEncoderModel(self.model, device=self.device, batch_size=self.batch_size,
-                                           local_files_only=self.local_files_only, normalize=self.normalize)
+        self._encoder = as_bi_encoder(self.model, device=self.device, batch_size=self.batch_size,
+                                      local_files_only=self.local_files_only, normalize=self.normalize)
 
     @property
     def encoder(self) -> BiEncoderModel:
@@ -50,10 +46,8 @@ class RagpruneEmbeddings(BaseModel, Embeddings):
         return self._encoder
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
-        emb = self._encoder.encode(texts)
-        if self.normalize and not self._encoder.normalize:
-            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), np.float32(1e-12))
-        return emb.tolist()  # type: ignore[no-any-return]
+        # normalize=False keeps the encoder's own setting
+        return self._encoder.encode(texts, normalize=self.normalize or None).tolist()  # type: ignore[no-any-return]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in input order (an empty list gives an empty list)."""

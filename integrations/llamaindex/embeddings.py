@@ -6,11 +6,10 @@ import asyncio
 import os
 from typing import Any
 
-import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from ragprune._encoders import BiEncoderModel
+from ragprune._encoders import BiEncoderModel, as_bi_encoder
 
 __all__ = ["RagpruneEmbedding"]
 
@@ -55,11 +54,8 @@ class RagpruneEmbedding(BaseEmbedding):
         fields: dict[str, Any] = {"device": str(device), "batch_size": batch_size,
                                   "local_files_only": local_files_only, "normalize": normalize}
         super().__init__(**fields, **kwargs)
-        if isinstance(model, BiEncoderModel):
-            self._encoder = model
-        else:
-            self._encoder = BiEncoderModel(model, device=device, batch_size=batch_size,
-                                           local_files_only=local_files_only, normalize=normalize)
+        self._encoder = as_bi_encoder(model, device=device, batch_size=batch_size,
+                                      local_files_only=local_files_only, normalize=normalize)
 
     @classmethod
     def class_name(cls) -> str:
@@ -71,10 +67,8 @@ class RagpruneEmbedding(BaseEmbedding):
         return self._encoder
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
-        emb = self._encoder.encode(texts)
-        if self.normalize and not self._encoder.normalize:
-            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), np.float32(1e-12))
-        return emb.tolist()  # type: ignore[no-any-return]
+        # normalize=False keeps the encoder's own setting
+        return self._encoder.encode(texts, normalize=self.normalize or None).tolist()  # type: ignore[no-any-return]
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._embed([query])[0]
