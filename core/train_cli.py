@@ -10,7 +10,9 @@ Every (question, passage) pair gives one example: a sentence of the passage
 a supporting fact, the passage label is 1 when its title is a gold title.
 Each training question keeps its gold passages and ``--negatives`` of its
 other passages, drawn once per run from a generator seeded with ``--seed``
-(``--negatives -1`` keeps all ten).  Passages are the paragraph text, no title.
+(``--negatives -1`` keeps all ten), plus ``--offtopic`` passages of other
+training questions labelled irrelevant (HotpotQA's distractors are all on-topic).
+Passages are the paragraph text, no title.
 
 After training, the held-out questions are pruned with all ten passages at
 each threshold of ``--thresholds``; the figures (tokens kept, supporting
@@ -86,15 +88,42 @@ def case_examples(case: Any, passages: Sequence[int] | None = None) -> list[Any]
     return out
 
 
-def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Generator) -> list[Any]:
-    """Gold passages plus ``negatives`` other passages per question (``-1``: all passages)."""
+def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Generator,
+                    offtopic: int = 0) -> list[Any]:
+    """Gold passages plus ``negatives`` other passages per question (``-1``: all passages).
+
+    ``offtopic`` > 0 also pairs each question with that many passages drawn from
+    *other* questions of ``cases``, every sentence labelled 0 and the passage
+    irrelevant: HotpotQA's own distractors are all on-topic, so without these the
+    pruner never sees text unrelated to the question.  They are drawn from a child
+    of ``rng`` (``rng.spawn``), so the on-topic pairs are the same whatever ``offtopic`` is.
+    """
+    from .training import PrunerExample
+
+    if offtopic < 0:
+        raise ValueError(f"offtopic must be >= 0, got {offtopic}")
+    if offtopic and len(cases) < 2:
+        raise ValueError("offtopic passages need at least two questions")
+    off_rng = rng.spawn(1)[0] if offtopic else rng
     out = []
-    for case in cases:
+    for q, case in enumerate(cases):
         gold = set(case.gold_passages) | {i for i, (t, _) in enumerate(case.passages) if t in case.gold_titles}
         others = [i for i in range(len(case.passages)) if i not in gold]
         if 0 <= negatives < len(others):
             others = sorted(int(x) for x in rng.choice(others, size=negatives, replace=False))
         out.extend(case_examples(case, sorted(gold) + others))
+        for _ in range(offtopic):
+            for _attempt in range(32):
+                other = int(off_rng.integers(len(cases) - 1))
+                other += other >= q  # any question but this one
+                title, text = cases[other].passages[int(off_rng.integers(len(cases[other].passages)))]
+                if text.strip() and title not in case.gold_titles:
+                    break
+            else:
+                continue
+            n = len(sentence_spans(text))
+            if n:
+                out.append(PrunerExample(case.question, text, (0,) * n, 0))
     return out
 
 
@@ -273,6 +302,8 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
                    help="hold out the last N questions of the training split (0: no validation)")
     p.add_argument("--negatives", type=int, default=3,
                    help="non-gold passages per question, drawn once with --seed (-1: all)")
+    p.add_argument("--offtopic", type=int, default=0,
+                   help="passages of other questions paired with each question as irrelevant (drawn with --seed)")
     p.add_argument("--rank-weight", type=float, default=0.5)
     p.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
     p.add_argument("--max-keep", type=float, default=0.33,
@@ -345,8 +376,9 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     if args.max_questions is not None:
         train_cases = train_cases[: args.max_questions]
     rng = np.random.default_rng(args.seed)
-    train_examples = hotpot_examples(train_cases, negatives=args.negatives, rng=rng)
-    val_examples = hotpot_examples(val_cases, negatives=args.negatives, rng=np.random.default_rng(args.seed + 1))
+    train_examples = hotpot_examples(train_cases, negatives=args.negatives, rng=rng, offtopic=args.offtopic)
+    val_examples = hotpot_examples(val_cases, negatives=args.negatives, rng=np.random.default_rng(args.seed + 1),
+                                   offtopic=args.offtopic)
     print(f"train: {len(train_cases)} questions, {len(train_examples)} pairs; validation: {len(val_cases)} "
           f"questions", file=out, flush=True)
     out_dir = Path(args.out)
@@ -362,6 +394,7 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
         "data": Path(data).name, "base_model": _describe_base(base, args.base_model is None),
         "start_question": args.start_question, "train_questions": len(train_cases),
         "train_pairs": len(train_examples), "val_questions": len(val_cases), "negatives": args.negatives,
+        "offtopic": args.offtopic,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "max_length": args.max_length, "rank_weight": args.rank_weight, "group_by_length": args.group_by_length,
         "steps": result.steps,

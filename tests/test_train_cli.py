@@ -94,6 +94,29 @@ def test_hotpot_examples_subsample_negatives_reproducibly(tiny_data: Path) -> No
     assert len(hotpot_examples(cases, negatives=-1, rng=np.random.default_rng(0))) == 12 * 5
 
 
+def test_hotpot_examples_add_offtopic_passages_from_other_questions(tiny_data: Path) -> None:
+    cases = load_hotpotqa("train", tiny_data, train_size=12, test_size=2)
+    plain = hotpot_examples(cases, negatives=2, rng=np.random.default_rng(0))
+    a = hotpot_examples(cases, negatives=2, rng=np.random.default_rng(0), offtopic=2)
+    assert a == hotpot_examples(cases, negatives=2, rng=np.random.default_rng(0), offtopic=2)
+    assert len(a) == 12 * (3 + 2)
+    for q, case in enumerate(cases):
+        own, extra = a[5 * q : 5 * q + 3], a[5 * q + 3 : 5 * q + 5]
+        assert own == plain[3 * q : 3 * q + 3]
+        assert all(e.query == case.question for e in extra)
+        assert all(e.passage_label == 0 and set(e.sentence_labels) == {0} for e in extra)
+        assert all(len(e.sentence_labels) == len(sentence_spans(e.passage)) for e in extra)
+    # the gold passage of another question shows up, labelled irrelevant for this one
+    many = hotpot_examples(cases, negatives=2, rng=np.random.default_rng(0), offtopic=8)
+    assert any(e.passage.startswith("The capital of germany") for e in many if "france" in e.query)
+    # offtopic=0 draws nothing, so older training runs reproduce exactly
+    assert hotpot_examples(cases, negatives=2, rng=np.random.default_rng(0), offtopic=0) == plain
+    with pytest.raises(ValueError, match="offtopic"):
+        hotpot_examples(cases, negatives=2, rng=np.random.default_rng(0), offtopic=-1)
+    with pytest.raises(ValueError, match="two questions"):
+        hotpot_examples(cases[:1], negatives=2, rng=np.random.default_rng(0), offtopic=1)
+
+
 def test_choose_threshold_prefers_recall_under_the_keep_cap() -> None:
     def f(t: float, keep: float, recall: float) -> ThresholdFigures:
         return ThresholdFigures(t, keep, recall, 1.0, 0.5, 0.0, 10)
