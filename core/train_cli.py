@@ -88,6 +88,18 @@ def case_examples(case: Any, passages: Sequence[int] | None = None) -> list[Any]
     return out
 
 
+def _offtopic_text(cases: Sequence[Any], q: int, rng: np.random.Generator, tries: int = 32) -> str | None:
+    """A non-empty passage of a question other than ``cases[q]`` and not one of its gold titles (None: none found)."""
+    titles = set(cases[q].gold_titles)
+    for _ in range(tries):
+        other = int(rng.integers(len(cases) - 1))
+        other += other >= q  # any question but this one
+        title, text = cases[other].passages[int(rng.integers(len(cases[other].passages)))]
+        if text.strip() and title not in titles:
+            return str(text)
+    return None
+
+
 def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Generator,
                     offtopic: int = 0) -> list[Any]:
     """Gold passages plus ``negatives`` other passages per question (``-1``: all passages).
@@ -104,7 +116,7 @@ def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Gene
         raise ValueError(f"offtopic must be >= 0, got {offtopic}")
     if offtopic and len(cases) < 2:
         raise ValueError("offtopic passages need at least two questions")
-    off_rng = rng.spawn(1)[0] if offtopic else rng
+    off_rng = rng.spawn(1)[0] if offtopic else rng  # spawn() only when used: offtopic=0 reproduces older runs
     out = []
     for q, case in enumerate(cases):
         gold = set(case.gold_passages) | {i for i, (t, _) in enumerate(case.passages) if t in case.gold_titles}
@@ -113,17 +125,9 @@ def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Gene
             others = sorted(int(x) for x in rng.choice(others, size=negatives, replace=False))
         out.extend(case_examples(case, sorted(gold) + others))
         for _ in range(offtopic):
-            for _attempt in range(32):
-                other = int(off_rng.integers(len(cases) - 1))
-                other += other >= q  # any question but this one
-                title, text = cases[other].passages[int(off_rng.integers(len(cases[other].passages)))]
-                if text.strip() and title not in case.gold_titles:
-                    break
-            else:
-                continue
-            n = len(sentence_spans(text))
-            if n:
-                out.append(PrunerExample(case.question, text, (0,) * n, 0))
+            text = _offtopic_text(cases, q, off_rng)
+            if text is not None and (labels := sentence_labels(text, ())):
+                out.append(PrunerExample(case.question, text, labels, 0))
     return out
 
 

@@ -244,7 +244,8 @@ class ProvenceMethod(_ModelStageMethod):
     name = "provence"
     level = "sentence"
     parameter = "threshold"
-    points = (0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.015, 0.02, 0.03, 0.045, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.9)
+    points = (0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.015, 0.02, 0.03, 0.045, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5,
+              0.7, 0.9)
     default = 0.1
 
     def __init__(self, model: Any, **options: Any) -> None:
