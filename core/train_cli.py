@@ -288,6 +288,17 @@ def _describe_base(base: str, default: bool) -> str:
     return Path(base).name if Path(base).exists() else base
 
 
+def _count(value: str) -> int:
+    """argparse type: an int >= 0."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def _configure_pruner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory of the pruner")
     p.add_argument("--data", default=None, help="HotpotQA distractor JSON (default: the hotpotqa asset)")
@@ -306,7 +317,7 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
                    help="hold out the last N questions of the training split (0: no validation)")
     p.add_argument("--negatives", type=int, default=3,
                    help="non-gold passages per question, drawn once with --seed (-1: all)")
-    p.add_argument("--offtopic", type=int, default=0,
+    p.add_argument("--offtopic", type=_count, default=0,
                    help="passages of other questions paired with each question as irrelevant (drawn with --seed)")
     p.add_argument("--rank-weight", type=float, default=0.5)
     p.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))

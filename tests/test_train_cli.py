@@ -174,6 +174,12 @@ def test_train_command_needs_a_model_kind_and_out(capsys: pytest.CaptureFixture[
     assert main(["train", "pruner"]) != 0
 
 
+def test_train_pruner_rejects_a_negative_offtopic_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "pruner", "--out", str(tmp_path / "m"), "--offtopic", "-1"]) == 2
+    assert "--offtopic: must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_train_pruner_command_continues_a_checkpoint_on_new_questions(tmp_path: Path, tiny_data: Path,
                                                                       tiny_encoder: Path) -> None:
     from safetensors.torch import load_file
