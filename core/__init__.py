@@ -7,7 +7,6 @@ stages are imported on first use.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._budget import Budget, allocate_tokens
@@ -66,7 +65,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ragprune' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    from ._compute import import_model_module
+
+    value = getattr(import_model_module(module), name)
     globals()[name] = value
     return value
 

@@ -29,9 +29,12 @@ import numpy as np
 
 from ._batching import run_sorted
 from ._budget import allocate_tokens
+from ._compute import require_models
 from ._passage import Passage
 from ._segment import Span, is_unspaced_char
 from ._tokens import TokenCounter, WordCounter
+
+require_models("ragprune._causal_lm")
 
 __all__ = [
     "CausalLMScorer",
@@ -164,6 +167,7 @@ class CausalLMScorer:
         pad = tokenizer.pad_token_id
         self._pad = int(pad if pad is not None else (start if start is not None else 0))
         self.device = next(self._model.parameters()).device
+        self._cache_arg = cache_argument(self._model)
 
     def __repr__(self) -> str:
         name = getattr(self._model, "name_or_path", None) or type(self._model).__name__
@@ -330,10 +334,10 @@ class CausalLMScorer:
                 input_ids=torch.from_numpy(ids).to(self.device),
                 attention_mask=mask,
                 position_ids=torch.from_numpy(pos).to(self.device),
-                past_key_values=None if rebuild else cache,
                 use_cache=True,
+                **{self._cache_arg: None if rebuild else cache},
             )
-            cache, mask_hist = result.past_key_values, mask
+            cache, mask_hist = result[self._cache_arg], mask
             logits = result.logits
             for i, s in enumerate(batch):
                 c, e = cursor[i], ends[i]
@@ -347,6 +351,21 @@ class CausalLMScorer:
                 cursor[i] = e
             del logits, result
         return out
+
+
+def cache_argument(model: Any) -> str:
+    """The name under which ``model.forward`` takes (and its output returns) the KV cache.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns,
+    and goes in 5.40); read the installed model's signature once, at load time.
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a C-level or odd callable
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
 
 
 # ---------------------------------------------------------------- unit helpers

@@ -6,21 +6,47 @@ variables are written.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["resolve_device", "resolve_dtype", "load_tokenizer", "load_model", "ModelLoadError"]
+__all__ = ["resolve_device", "resolve_dtype", "load_tokenizer", "load_model", "import_model_module",
+           "require_models", "ModelLoadError", "MODELS_HINT"]
 
 logger = logging.getLogger("ragprune")
 
 
 class ModelLoadError(OSError):
     """A model or tokenizer could not be loaded; the message names the path or id."""
+
+
+MODELS_HINT = "pip install 'ragprune[models]'"
+_MODEL_PACKAGES = frozenset({"torch", "transformers", "sentence_transformers", "safetensors", "tokenizers"})
+
+
+def require_models(what: str) -> None:
+    """Raise one clear ImportError when the packages of the ``models`` extra are missing."""
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"{what} needs {' and '.join(missing)}, which is not installed: {MODELS_HINT}")
+
+
+def import_model_module(module: str) -> ModuleType:
+    """Import a model-backed ragprune module; a missing model package is one clear ImportError."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in _MODEL_PACKAGES:
+            raise
+        raise ImportError(f"{module} needs {top}, which is not installed: {MODELS_HINT}") from e
 
 
 def resolve_device(device: Any = "auto") -> torch.device:
@@ -106,6 +132,7 @@ def _load(loader: Any, name_or_path: str | os.PathLike[str], what: str, *, local
 def load_tokenizer(name_or_path: str | os.PathLike[str], *, local_files_only: bool = False,
                    revision: str | None = None, **kwargs: Any) -> Any:
     """Load a Hugging Face tokenizer with no remote code."""
+    require_models("loading a tokenizer")
     from transformers import AutoTokenizer
 
     return _load(AutoTokenizer.from_pretrained, name_or_path, "tokenizer",
@@ -120,6 +147,7 @@ def load_model(auto_class: Any, name_or_path: str | os.PathLike[str], *, device:
 
     Returns the model on the resolved device in the resolved dtype.
     """
+    require_models("loading a model")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     model = _load(auto_class.from_pretrained, name_or_path, "model",

@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 
 from ._batching import length_sorted_batches
-from ._compute import ModelLoadError, _load, load_model, load_tokenizer, resolve_device, resolve_dtype
+from ._compute import ModelLoadError, _load, load_model, load_tokenizer, require_models, resolve_device, resolve_dtype
+
+require_models("ragprune._encoders")
 
 __all__ = ["CrossEncoderModel", "BiEncoderModel", "as_bi_encoder"]
 

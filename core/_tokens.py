@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ._segment import split_space, word_spans
+from .text import ENCODINGS_DIR
 
 __all__ = [
     "TokenCounter",
@@ -47,6 +48,10 @@ class _Base:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+SHIPPED_ENCODINGS = ("cl100k_base", "o200k_base")
+"""tiktoken encodings whose files ship inside ragprune (``ragprune/text/encodings``)."""
 
 
 class WordCounter(_Base):
@@ -126,6 +131,19 @@ def _tiktoken_cache_dirs(cache_dir: str | os.PathLike[str] | None) -> list[Path]
     return dirs
 
 
+TIKTOKEN_HINT = "pip install 'ragprune[tiktoken]'"
+"""What to install for tiktoken counters (the ``models`` extra includes it too)."""
+
+
+def _openai_encodings() -> dict[str, Any]:
+    """tiktoken's table of encoding constructors, or one clear ImportError."""
+    try:
+        from tiktoken_ext import openai_public
+    except ImportError as e:
+        raise ImportError(f"tiktoken token counters (cl100k_base, o200k_base, ...) need tiktoken: {TIKTOKEN_HINT}") from e
+    return dict(openai_public.ENCODING_CONSTRUCTORS)
+
+
 def _parse_bpe(data: bytes) -> dict[bytes, int]:
     ranks: dict[bytes, int] = {}
     for line in data.splitlines():
@@ -139,7 +157,8 @@ class TiktokenCounter(_Base):
     """Counts with a tiktoken encoding, loaded from local files only.
 
     The encoding file is looked up in ``cache_dir``, then ``$TIKTOKEN_CACHE_DIR``,
-    then the copies shipped inside ``llama-index-core``.  When none has it a
+    then the copies shipped inside ragprune (``cl100k_base``, ``o200k_base``) and
+    inside ``llama-index-core``; every file is checked against tiktoken's sha256.  When none has it a
     ``FileNotFoundError`` says where it looked; nothing is downloaded unless
     ``allow_download=True``.  An ``Encoding`` object may be passed instead of a name.
     """
@@ -153,8 +172,8 @@ class TiktokenCounter(_Base):
     ) -> None:
         try:
             import tiktoken
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("TiktokenCounter needs tiktoken: pip install tiktoken") from e
+        except ImportError as e:
+            raise ImportError(f"TiktokenCounter needs tiktoken: {TIKTOKEN_HINT}") from e
         if not isinstance(encoding, str):
             self._enc = encoding
         else:
@@ -163,18 +182,17 @@ class TiktokenCounter(_Base):
 
     @staticmethod
     def _load(tiktoken: Any, name: str, cache_dir: Any, allow_download: bool) -> Any:
-        from tiktoken_ext import openai_public
-
-        ctor = openai_public.ENCODING_CONSTRUCTORS.get(name)
+        constructors = _openai_encodings()
+        ctor = constructors.get(name)
         if ctor is None:
-            valid = ", ".join(sorted(openai_public.ENCODING_CONSTRUCTORS))
+            valid = ", ".join(sorted(constructors))
             raise ValueError(f"unknown tiktoken encoding {name!r}; valid: {valid}")
         dirs = _tiktoken_cache_dirs(cache_dir)
 
         def local_loader(url: str, expected_hash: str | None = None) -> dict[bytes, int]:
             key = hashlib.sha1(url.encode()).hexdigest()
-            for d in dirs:
-                path = d / key
+            shipped = ENCODINGS_DIR / url.rsplit("/", 1)[-1]
+            for path in [d / key for d in dirs] + [shipped]:
                 if path.is_file():
                     data = path.read_bytes()
                     if expected_hash and hashlib.sha256(data).hexdigest() != expected_hash:
@@ -223,13 +241,14 @@ def get_counter(spec: Any = None) -> TokenCounter:
         s = str(spec)
         if Path(s).is_dir():
             return HFTokenizerCounter(s)
-        from tiktoken_ext import openai_public  # light: a dict of constructors
-
-        if s in openai_public.ENCODING_CONSTRUCTORS:
+        if s in SHIPPED_ENCODINGS:
+            return TiktokenCounter(s)
+        constructors = _openai_encodings()  # light: a dict of constructors
+        if s in constructors:
             return TiktokenCounter(s)
         raise ValueError(
             f"unknown token counter {s!r}: use 'words', 'whitespace', a tiktoken encoding "
-            f"({', '.join(sorted(openai_public.ENCODING_CONSTRUCTORS))}), a local tokenizer "
+            f"({', '.join(sorted(constructors))}), a local tokenizer "
             "directory, a tokenizer object, or a callable"
         )
     if isinstance(spec, TokenCounter) and hasattr(spec, "count_many"):

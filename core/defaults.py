@@ -33,11 +33,10 @@ def _as_budget(budget: int | Budget | None) -> Budget | None:
 
 def default_pruner(*, device: Any = "auto", threshold: float | None = None, **kwargs: Any) -> Any:
     """The shipped :class:`~ragprune.ProvencePruner` (local files only; ``kwargs`` go to its constructor)."""
-    from .provence import ProvencePruner
+    from ._compute import ModelLoadError, import_model_module
 
+    ProvencePruner = import_model_module("ragprune.provence").ProvencePruner
     if not (DEFAULT_PRUNER_PATH / "model.safetensors").is_file():
-        from ._compute import ModelLoadError
-
         raise ModelLoadError(f"the shipped pruner is missing from {DEFAULT_PRUNER_PATH} (a broken installation?)")
     return ProvencePruner(DEFAULT_PRUNER_PATH, device=device, threshold=threshold, local_files_only=True, **kwargs)
 

@@ -53,8 +53,11 @@ from typing import Any
 import numpy as np
 
 from ._budget import Budget, allocate_tokens
+from ._compute import require_models
 from ._passage import BaseStage, Dropped, Passage, StageOutput
 from ._tokens import TiktokenCounter, TokenCounter, WordCounter, get_counter
+
+require_models("ragprune.token_classifier")
 
 __all__ = ["TokenClassifierCompressor", "DEFAULT_FORCE_TOKENS"]
 

@@ -153,6 +153,43 @@ def test_tiktoken_missing_cache_is_a_clear_error(tmp_path, monkeypatch) -> None:
         TiktokenCounter("p50k_base", cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
+def test_shipped_encodings_need_no_other_package(name: str, monkeypatch) -> None:
+    """The files inside ragprune suffice: no cache dir, and llama-index's copies hidden."""
+    import ragprune._tokens as tokens
+
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
+    monkeypatch.setattr(tokens, "_tiktoken_cache_dirs", lambda cache_dir: [])
+    counter = TiktokenCounter(name)
+    assert counter.name == name and counter.count("hello world") == 2
+
+
+def test_shipped_encoding_is_verified(tmp_path, monkeypatch) -> None:
+    """A tampered encoding file (wrong sha256) is never used."""
+    import ragprune._tokens as tokens
+
+    bad = tmp_path / "encodings"
+    bad.mkdir()
+    (bad / "cl100k_base.tiktoken").write_bytes(b"aGk= 0\n")  # parses, wrong hash
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
+    monkeypatch.setattr(tokens, "_tiktoken_cache_dirs", lambda cache_dir: [])
+    monkeypatch.setattr(tokens, "ENCODINGS_DIR", bad)
+    with pytest.raises(FileNotFoundError, match="not available offline"):
+        TiktokenCounter("cl100k_base")
+
+
+def test_missing_tiktoken_names_the_extra(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tiktoken", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "tiktoken_ext", None)
+    monkeypatch.setitem(sys.modules, "tiktoken_ext.openai_public", None)
+    for call in (lambda: get_counter("cl100k_base"), lambda: get_counter("p50k_base"),
+                 lambda: TiktokenCounter("cl100k_base")):
+        with pytest.raises(ImportError, match=r"ragprune\[tiktoken\]"):
+            call()
+
+
 def test_hf_tokenizer_counter(tiny_bert_token_classifier) -> None:
     c = get_counter(str(tiny_bert_token_classifier))
     assert c.count("the capital of france") == 4

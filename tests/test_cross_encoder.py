@@ -66,7 +66,7 @@ def two_label(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def scorer(one_label: Path) -> CrossEncoderModel:
-    return CrossEncoderModel(one_label, batch_size=2)
+    return CrossEncoderModel(one_label, device="cpu", batch_size=2)
 
 
 def _raw_logits(path: Path, query: str, texts: list[str]) -> np.ndarray:
@@ -86,7 +86,7 @@ def _raw_logits(path: Path, query: str, texts: list[str]) -> np.ndarray:
 
 
 def test_loads_conftest_fixture_and_scores(tiny_sequence_classifier: Path) -> None:
-    model = CrossEncoderModel(tiny_sequence_classifier)
+    model = CrossEncoderModel(tiny_sequence_classifier, device="cpu")
     scores = model.score_pairs(QUERY, TEXTS)
     assert scores.dtype == np.float32 and scores.shape == (len(TEXTS),)
     assert np.all((scores > 0) & (scores < 1))  # sigmoid of one logit
@@ -96,8 +96,8 @@ def test_loads_conftest_fixture_and_scores(tiny_sequence_classifier: Path) -> No
 
 def test_one_logit_sigmoid_and_none_match_the_model(one_label: Path) -> None:
     logits = _raw_logits(one_label, QUERY, TEXTS)[:, 0]
-    sig = CrossEncoderModel(one_label, batch_size=4).score_pairs(QUERY, TEXTS)
-    raw = CrossEncoderModel(one_label, activation="none").score_pairs(QUERY, TEXTS)
+    sig = CrossEncoderModel(one_label, device="cpu", batch_size=4).score_pairs(QUERY, TEXTS)
+    raw = CrossEncoderModel(one_label, device="cpu", activation="none").score_pairs(QUERY, TEXTS)
     np.testing.assert_allclose(raw, logits, atol=1e-5)
     np.testing.assert_allclose(sig, 1 / (1 + np.exp(-logits)), atol=1e-6)
     assert np.ptp(sig) > 0.01  # the fixture really spreads scores
@@ -106,10 +106,10 @@ def test_one_logit_sigmoid_and_none_match_the_model(one_label: Path) -> None:
 def test_two_labels_softmax_probability_of_label_one(two_label: Path) -> None:
     logits = _raw_logits(two_label, QUERY, TEXTS)
     expected = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
-    model = CrossEncoderModel(two_label, batch_size=3)
+    model = CrossEncoderModel(two_label, device="cpu", batch_size=3)
     assert model.num_labels == 2 and model.activation == "softmax"
     np.testing.assert_allclose(model.score_pairs(QUERY, TEXTS), expected, atol=1e-6)
-    raw = CrossEncoderModel(two_label, activation="none").score_pairs(QUERY, TEXTS)
+    raw = CrossEncoderModel(two_label, device="cpu", activation="none").score_pairs(QUERY, TEXTS)
     np.testing.assert_allclose(raw, logits[:, 1] - logits[:, 0], atol=1e-5)
 
 
@@ -118,9 +118,9 @@ def test_two_labels_saved_by_sentence_transformers_still_give_probabilities(two_
     from sentence_transformers import CrossEncoder
 
     CrossEncoder(str(two_label), device="cpu", local_files_only=True).save(str(tmp_path / "two"))
-    model = CrossEncoderModel(tmp_path / "two")
+    model = CrossEncoderModel(tmp_path / "two", device="cpu")
     assert model.activation == "softmax"
-    np.testing.assert_allclose(model.score_pairs(QUERY, TEXTS), CrossEncoderModel(two_label).score_pairs(QUERY, TEXTS),
+    np.testing.assert_allclose(model.score_pairs(QUERY, TEXTS), CrossEncoderModel(two_label, device="cpu").score_pairs(QUERY, TEXTS),
                                atol=1e-6)
 
 
@@ -143,9 +143,9 @@ def test_batched_scores_equal_single_scores_in_input_order(scorer: CrossEncoderM
 
 def test_bounded_batches_give_the_same_scores(one_label: Path) -> None:
     texts = [t * (k % 4 + 1) for k, t in enumerate(TEXTS * 3)]
-    a = CrossEncoderModel(one_label, batch_size=64).score_pairs(QUERY, texts)
-    b = CrossEncoderModel(one_label, batch_size=1).score_pairs(QUERY, texts)
-    c = CrossEncoderModel(one_label, batch_size=8, max_batch_tokens=60).score_pairs(QUERY, texts)
+    a = CrossEncoderModel(one_label, device="cpu", batch_size=64).score_pairs(QUERY, texts)
+    b = CrossEncoderModel(one_label, device="cpu", batch_size=1).score_pairs(QUERY, texts)
+    c = CrossEncoderModel(one_label, device="cpu", batch_size=8, max_batch_tokens=60).score_pairs(QUERY, texts)
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(a, c, atol=1e-5)
 
@@ -177,15 +177,15 @@ def test_truncation_keeps_the_query_and_cuts_huge_texts(scorer: CrossEncoderMode
 
 
 def test_max_length_is_capped_by_the_model_positions(one_label: Path) -> None:
-    assert CrossEncoderModel(one_label, max_length=16).max_length == 16
-    assert CrossEncoderModel(one_label, max_length=10_000).max_length == 128
+    assert CrossEncoderModel(one_label, device="cpu", max_length=16).max_length == 16
+    assert CrossEncoderModel(one_label, device="cpu", max_length=10_000).max_length == 128
 
 
 def test_already_loaded_model_and_sentence_transformers_cross_encoder(one_label: Path) -> None:
     from sentence_transformers import CrossEncoder
     from transformers import AutoModelForSequenceClassification
 
-    expected = CrossEncoderModel(one_label).score_pairs(QUERY, TEXTS)
+    expected = CrossEncoderModel(one_label, device="cpu").score_pairs(QUERY, TEXTS)
     hf = AutoModelForSequenceClassification.from_pretrained(str(one_label), local_files_only=True)
     np.testing.assert_allclose(CrossEncoderModel(hf).score_pairs(QUERY, TEXTS), expected, atol=1e-6)
     ce = CrossEncoder(str(one_label), device="cpu", local_files_only=True)
@@ -200,12 +200,12 @@ def test_saved_sentence_transformers_activation_is_honoured(one_label: Path, tmp
 
     ce = CrossEncoder(str(one_label), device="cpu", local_files_only=True, activation_fn=torch.nn.Identity())
     ce.save(str(tmp_path / "identity"))
-    model = CrossEncoderModel(tmp_path / "identity")
+    model = CrossEncoderModel(tmp_path / "identity", device="cpu")
     assert model.activation == "none"
     logits = _raw_logits(one_label, QUERY, TEXTS)[:, 0]
     np.testing.assert_allclose(model.score_pairs(QUERY, TEXTS), logits, atol=1e-5)
     # an explicit activation wins over the saved one
-    assert CrossEncoderModel(tmp_path / "identity", activation="sigmoid").activation == "sigmoid"
+    assert CrossEncoderModel(tmp_path / "identity", device="cpu", activation="sigmoid").activation == "sigmoid"
 
 
 def test_missing_model_raises_a_clear_error(tmp_path: Path) -> None:

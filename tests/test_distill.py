@@ -80,7 +80,7 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def teacher(tiny_gpt2: Path) -> CausalLMScorer:
-    return CausalLMScorer(tiny_gpt2, local_files_only=True, max_context=256, window=64)
+    return CausalLMScorer(tiny_gpt2, local_files_only=True, max_context=256, window=64, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -196,8 +196,16 @@ def test_label_cache_is_resumable(tmp_path: Path, cases: list, teacher: CausalLM
     assert text.startswith(before[: before.rindex(b"\n", 0, len(before) - 1) + 1].decode())
     rows = [json.loads(line) for line in text.splitlines()]
     assert len(rows) == 10 and len({(r["qid"], r["passage"]) for r in rows}) == 10
-    # the re-labelled pair is what the first run wrote
-    assert text.splitlines()[7] == before.decode().splitlines()[7]
+    # the re-labelled pair is what the first run wrote (scores are rounded to 5 decimals, and a
+    # batch of another shape may move a value across a rounding boundary: compare within one step)
+    redone, original = json.loads(text.splitlines()[7]), json.loads(before.decode().splitlines()[7])
+    assert redone.keys() == original.keys()
+    for key, value in original.items():
+        if key in ("scores", "self_info"):
+            assert len(redone[key]) == len(value)
+            assert max(abs(a - b) for a, b in zip(redone[key], value, strict=True)) <= 2e-5, key
+        else:
+            assert redone[key] == value, key
 
 
 def test_labels_align_to_word_spans(label_file: Path, cases: list) -> None:

@@ -86,12 +86,12 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def llama(tiny_llama: Path) -> CausalLMScorer:
-    return CausalLMScorer(tiny_llama, local_files_only=True, max_context=256, window=64)
+    return CausalLMScorer(tiny_llama, local_files_only=True, max_context=256, window=64, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def gpt2(tiny_gpt2: Path) -> CausalLMScorer:
-    return CausalLMScorer(tiny_gpt2, local_files_only=True, max_context=256, window=64)
+    return CausalLMScorer(tiny_gpt2, local_files_only=True, max_context=256, window=64, device="cpu")
 
 
 def _stages(scorer: CausalLMScorer, rate: float = 0.5) -> list[Any]:

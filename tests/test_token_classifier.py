@@ -54,12 +54,12 @@ def model_path(request: pytest.FixtureRequest, bert_path: Path, tiny_xlmr_token_
 
 @pytest.fixture(scope="module")
 def bert(bert_path: Path) -> TokenClassifierCompressor:
-    return TokenClassifierCompressor(bert_path, rate=0.5)
+    return TokenClassifierCompressor(bert_path, rate=0.5, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def xlmr(tiny_xlmr_token_classifier: Path) -> TokenClassifierCompressor:
-    return TokenClassifierCompressor(tiny_xlmr_token_classifier, rate=0.5)
+    return TokenClassifierCompressor(tiny_xlmr_token_classifier, rate=0.5, device="cpu")
 
 
 def assert_faithful(p: Passage) -> None:
