@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._budget import Budget, allocate_tokens
-from ._passage import BaseStage, Dropped, Passage, Stage, StageOutput
-from ._pipeline import CompressionStats, Pipeline, PipelineResult, StageTiming
-from ._registry import available_stages, create_stage, register_stage
-from ._segment import render_spans, sentence_spans, word_spans
-from ._tokens import (
+from .budget import Budget, allocate_tokens
+from .passage import BaseStage, Dropped, Passage, Stage, StageOutput
+from .pipeline import CompressionStats, Pipeline, PipelineResult, StageTiming
+from .registry import available_stages, create_stage, register_stage
+from .stages.reorder import LongContextReorder
+from .text.segment import render_spans, sentence_spans, word_spans
+from .text.tokens import (
     HFTokenizerCounter,
     TiktokenCounter,
     TokenCounter,
@@ -22,50 +23,49 @@ from ._tokens import (
     WordCounter,
     get_counter,
 )
-from .reorder import LongContextReorder
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "TokenClassifierCompressor": "ragprune.token_classifier",
-    "CrossEncoderReranker": "ragprune.cross_encoder",
-    "EmbeddingFilter": "ragprune.embedding_filter",
-    "ProvencePruner": "ragprune.provence",
-    "PrunerModel": "ragprune.provence",
-    "SentenceSelector": "ragprune.sentence_selector",
-    "LLMLinguaCompressor": "ragprune.llmlingua",
-    "LongLLMLinguaCompressor": "ragprune.longllmlingua",
-    "SelectiveContextCompressor": "ragprune.selective_context",
-    "QueryTokenCompressor": "ragprune.query_compressor",
-    "CrossEncoderModel": "ragprune._encoders",
-    "BiEncoderModel": "ragprune._encoders",
-    "ModelLoadError": "ragprune._compute",
+    "TokenClassifierCompressor": "ragprune.stages.token_classifier",
+    "CrossEncoderReranker": "ragprune.stages.cross_encoder",
+    "EmbeddingFilter": "ragprune.stages.embedding_filter",
+    "ProvencePruner": "ragprune.stages.provence",
+    "PrunerModel": "ragprune.stages.provence",
+    "SentenceSelector": "ragprune.stages.sentence_selector",
+    "LLMLinguaCompressor": "ragprune.stages.llmlingua",
+    "LongLLMLinguaCompressor": "ragprune.stages.longllmlingua",
+    "SelectiveContextCompressor": "ragprune.stages.selective_context",
+    "QueryTokenCompressor": "ragprune.stages.query_compressor",
+    "CrossEncoderModel": "ragprune.runtime.encoders",
+    "BiEncoderModel": "ragprune.runtime.encoders",
+    "ModelLoadError": "ragprune.runtime.loading",
     "default_pipeline": "ragprune.defaults",
     "default_pruner": "ragprune.defaults",
-    "resolve_device": "ragprune._compute",
-    "resolve_dtype": "ragprune._compute",
+    "resolve_device": "ragprune.runtime.loading",
+    "resolve_dtype": "ragprune.runtime.loading",
 }
 
 if TYPE_CHECKING:
-    from ._compute import ModelLoadError, resolve_device, resolve_dtype
-    from ._encoders import BiEncoderModel, CrossEncoderModel
-    from .cross_encoder import CrossEncoderReranker
     from .defaults import default_pipeline, default_pruner
-    from .embedding_filter import EmbeddingFilter
-    from .llmlingua import LLMLinguaCompressor
-    from .longllmlingua import LongLLMLinguaCompressor
-    from .provence import ProvencePruner, PrunerModel
-    from .query_compressor import QueryTokenCompressor
-    from .selective_context import SelectiveContextCompressor
-    from .sentence_selector import SentenceSelector
-    from .token_classifier import TokenClassifierCompressor
+    from .runtime.encoders import BiEncoderModel, CrossEncoderModel
+    from .runtime.loading import ModelLoadError, resolve_device, resolve_dtype
+    from .stages.cross_encoder import CrossEncoderReranker
+    from .stages.embedding_filter import EmbeddingFilter
+    from .stages.llmlingua import LLMLinguaCompressor
+    from .stages.longllmlingua import LongLLMLinguaCompressor
+    from .stages.provence import ProvencePruner, PrunerModel
+    from .stages.query_compressor import QueryTokenCompressor
+    from .stages.selective_context import SelectiveContextCompressor
+    from .stages.sentence_selector import SentenceSelector
+    from .stages.token_classifier import TokenClassifierCompressor
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ragprune' has no attribute {name!r}")
-    from ._compute import import_model_module
+    from .runtime.loading import import_model_module
 
     value = getattr(import_model_module(module), name)
     globals()[name] = value

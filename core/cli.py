@@ -30,7 +30,7 @@ class Command:
 
 COMMANDS: dict[str, str] = {
     "assets": "ragprune.cli:ASSETS_COMMAND",
-    "train": "ragprune.train_cli:TRAIN_COMMAND",
+    "train": "ragprune.training.cli:TRAIN_COMMAND",
     "bench": "ragprune.bench.cli:BENCH_COMMAND",
 }
 
@@ -55,7 +55,7 @@ def _unavailable(name: str, error: ImportError) -> Command:
 
 
 def _configure_assets(parser: argparse.ArgumentParser) -> None:
-    from .assets import ASSET_NAMES, default_dir
+    from .tools.assets import ASSET_NAMES, default_dir
 
     parser.add_argument("--dir", default=None,
                         help=f"folder for the assets (default: $RAGPRUNE_HOME or {default_dir()})")
@@ -71,7 +71,7 @@ def _mb(n: int) -> str:
 def _run_assets(args: argparse.Namespace, out: TextIO | None = None) -> int:
     import time
 
-    from .assets import AssetError, _root, fetch_assets
+    from .tools.assets import AssetError, _root, fetch_assets
 
     out = out or sys.stdout
     root = _root(args.dir)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._budget import Budget
-from ._pipeline import Pipeline
+from .budget import Budget
 from .models import PRUNER_MINILM
+from .pipeline import Pipeline
 
 __all__ = ["DEFAULT_PRUNER_PATH", "default_pipeline", "default_pruner"]
 
 DEFAULT_PRUNER_PATH: Path = PRUNER_MINILM
-"""Directory of the shipped pruner (the :mod:`ragprune.provence` format)."""
+"""Directory of the shipped pruner (the :mod:`ragprune.stages.provence` format)."""
 
 
 def _as_budget(budget: int | Budget | None) -> Budget | None:
@@ -33,9 +33,9 @@ def _as_budget(budget: int | Budget | None) -> Budget | None:
 
 def default_pruner(*, device: Any = "auto", threshold: float | None = None, **kwargs: Any) -> Any:
     """The shipped :class:`~ragprune.ProvencePruner` (local files only; ``kwargs`` go to its constructor)."""
-    from ._compute import ModelLoadError, import_model_module
+    from .runtime.loading import ModelLoadError, import_model_module
 
-    ProvencePruner = import_model_module("ragprune.provence").ProvencePruner
+    ProvencePruner = import_model_module("ragprune.stages.provence").ProvencePruner
     if not (DEFAULT_PRUNER_PATH / "model.safetensors").is_file():
         raise ModelLoadError(f"the shipped pruner is missing from {DEFAULT_PRUNER_PATH} (a broken installation?)")
     return ProvencePruner(DEFAULT_PRUNER_PATH, device=device, threshold=threshold, local_files_only=True, **kwargs)

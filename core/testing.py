@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from ._passage import BaseStage, Dropped, Passage, StageOutput
-from ._segment import word_spans
+from .passage import BaseStage, Dropped, Passage, StageOutput
+from .text.segment import word_spans
 
 __all__ = ["LexicalReranker", "FakeCompressor"]
 

@@ -36,7 +36,7 @@ def _token_classifier(student, rate):  # type: ignore[no-untyped-def]
     """The student's encoder and token head as a ``*ForTokenClassification`` model (query-free use)."""
     from transformers import AutoModelForTokenClassification
 
-    from ragprune.token_classifier import TokenClassifierCompressor
+    from ragprune.stages.token_classifier import TokenClassifierCompressor
 
     pruner = student.scorer.model
     config = pruner.config.__class__.from_dict({**pruner.config.to_dict(), "num_labels": 2})
@@ -71,11 +71,11 @@ def main() -> None:
 
     import torch
 
-    from ragprune._causal_lm import CausalLMScorer
-    from ragprune.assets import asset_path
-    from ragprune.datasets import load_hotpotqa
-    from ragprune.distill import keep_top, pair_passages, support_mask, teacher_word_scores, word_labels
-    from ragprune.query_compressor import QueryTokenCompressor
+    from ragprune.runtime.causal_lm import CausalLMScorer
+    from ragprune.stages.query_compressor import QueryTokenCompressor
+    from ragprune.tools.assets import asset_path
+    from ragprune.training.datasets import load_hotpotqa
+    from ragprune.training.distill import keep_top, pair_passages, support_mask, teacher_word_scores, word_labels
 
     torch.set_num_threads(args.threads)
     summary_path = Path(args.student) / "distill_summary.json"

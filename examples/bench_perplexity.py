@@ -42,10 +42,10 @@ def hotpot_test_cases(path: Path, n: int) -> list[tuple[str, list[str]]]:
 
 
 def latency(args: argparse.Namespace) -> None:
-    from ragprune._causal_lm import CausalLMScorer
-    from ragprune.llmlingua import LLMLinguaCompressor
-    from ragprune.longllmlingua import LongLLMLinguaCompressor
-    from ragprune.selective_context import SelectiveContextCompressor
+    from ragprune.runtime.causal_lm import CausalLMScorer
+    from ragprune.stages.llmlingua import LLMLinguaCompressor
+    from ragprune.stages.longllmlingua import LongLLMLinguaCompressor
+    from ragprune.stages.selective_context import SelectiveContextCompressor
 
     t0 = time.perf_counter()
     scorer = CausalLMScorer(args.gguf, local_files_only=True)
@@ -74,8 +74,8 @@ def memory_child(args: argparse.Namespace) -> None:
     import psutil
     import torch
 
-    from ragprune._causal_lm import CausalLMScorer
-    from ragprune.selective_context import SelectiveContextCompressor
+    from ragprune.runtime.causal_lm import CausalLMScorer
+    from ragprune.stages.selective_context import SelectiveContextCompressor
 
     proc = psutil.Process()
     csv.field_size_limit(sys.maxsize)

@@ -128,7 +128,7 @@ def main() -> None:
     import torch
     from llmlingua import PromptCompressor
 
-    from ragprune.token_classifier import TokenClassifierCompressor
+    from ragprune.stages.token_classifier import TokenClassifierCompressor
 
     torch.set_num_threads(args.threads)
     model_dir = build_model(args.model_dir, args.seed)

@@ -103,7 +103,7 @@ def load_questions(path: Path | None, n: int) -> list[tuple[str, set[str], list[
     if path is None or not path.is_file():
         logging.getLogger(__name__).warning("no HotpotQA file; using the built-in example")
         return BUILT_IN[:n]
-    from ragprune.datasets import load_hotpotqa
+    from ragprune.training.datasets import load_hotpotqa
 
     cases = load_hotpotqa("test", path=path, limit=n)
     return [(c.question, set(c.gold_titles), list(c.passages)) for c in cases]

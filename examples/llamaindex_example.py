@@ -121,7 +121,7 @@ def load_questions(path: Path | None, n: int) -> list[tuple[str, str, str, set[s
 def default_paths() -> tuple[str | None, Path | None]:
     model = hotpot = None
     try:
-        from ragprune.assets import asset_path
+        from ragprune.tools.assets import asset_path
 
         model = str(asset_path("minilm"))
     except (ImportError, FileNotFoundError):
@@ -132,7 +132,7 @@ def default_paths() -> tuple[str | None, Path | None]:
         except ImportError:
             pass
     try:
-        from ragprune.assets import asset_path
+        from ragprune.tools.assets import asset_path
 
         hotpot = asset_path("hotpotqa")
     except (ImportError, FileNotFoundError):

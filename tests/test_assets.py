@@ -1,4 +1,4 @@
-"""ragprune.assets: ONNX int8 -> PyTorch conversion on tiny models, paths, idempotency (no network)."""
+"""ragprune.tools.assets: ONNX int8 -> PyTorch conversion on tiny models, paths, idempotency (no network)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ from typing import Any
 import pytest
 
 from conftest import TINY_BERT, save_wordpiece_tokenizer
-from ragprune import assets
-from ragprune.assets import AssetError, asset_path, convert_onnx_bert, dequantize_onnx_bert, ensure_assets, fetch_assets
+from ragprune.tools import assets
+from ragprune.tools.assets import (
+    AssetError,
+    asset_path,
+    convert_onnx_bert,
+    dequantize_onnx_bert,
+    ensure_assets,
+    fetch_assets,
+)
 
 # hidden 48 with 12 heads: the head count the ms-marco cross-encoder conversion assumes.
 TINY12 = {**TINY_BERT, "hidden_size": 48, "num_attention_heads": 12}

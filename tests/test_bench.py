@@ -31,8 +31,8 @@ from ragprune.bench.methods import (
 )
 from ragprune.bench.metrics import is_answerable, sentence_coverage
 from ragprune.cli import main
-from ragprune.datasets import QACase
 from ragprune.testing import FakeCompressor
+from ragprune.training.datasets import QACase
 
 P0 = "Paris is the capital of France. It lies on the Seine. The city is large."
 P1 = "Berlin is the capital of Germany. The river Spree runs through it."

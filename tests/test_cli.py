@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ragprune import assets, cli
+from ragprune import cli
+from ragprune.tools import assets
 
 
 def test_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,7 +83,7 @@ def test_python_dash_m_works() -> None:
 
 
 def test_import_stays_light() -> None:
-    code = ("import sys, ragprune.cli, ragprune.assets, ragprune.datasets; "
+    code = ("import sys, ragprune.cli, ragprune.tools.assets, ragprune.training.datasets; "
             "print(any(m in sys.modules for m in ('torch', 'transformers', 'onnx', 'onnxruntime')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert proc.stdout.strip() == "False"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ragprune import ModelLoadError, resolve_device, resolve_dtype
-from ragprune._compute import load_model, load_tokenizer
+from ragprune.runtime.loading import load_model, load_tokenizer
 
 
 def test_auto_device_is_the_best_available() -> None:

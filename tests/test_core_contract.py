@@ -156,7 +156,7 @@ def test_tiktoken_missing_cache_is_a_clear_error(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
 def test_shipped_encodings_need_no_other_package(name: str, monkeypatch) -> None:
     """The files inside ragprune suffice: no cache dir, and llama-index's copies hidden."""
-    import ragprune._tokens as tokens
+    import ragprune.text.tokens as tokens
 
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
     monkeypatch.setattr(tokens, "_tiktoken_cache_dirs", lambda cache_dir: [])
@@ -166,7 +166,7 @@ def test_shipped_encodings_need_no_other_package(name: str, monkeypatch) -> None
 
 def test_shipped_encoding_is_verified(tmp_path, monkeypatch) -> None:
     """A tampered encoding file (wrong sha256) is never used."""
-    import ragprune._tokens as tokens
+    import ragprune.text.tokens as tokens
 
     bad = tmp_path / "encodings"
     bad.mkdir()
@@ -372,6 +372,6 @@ def test_public_names_resolve() -> None:
     for name in ragprune.__all__:
         assert getattr(ragprune, name) is not None, name
     for name in ragprune.available_stages():
-        assert isinstance(ragprune._registry.stage_class(name), type), name
+        assert isinstance(ragprune.registry.stage_class(name), type), name
     with pytest.raises(AttributeError):
         ragprune.no_such_name  # noqa: B018

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 import ragprune
 from conftest import TINY_BERT, save_tiny_model, save_wordpiece_tokenizer
 from ragprune import Passage
-from ragprune._compute import ModelLoadError
-from ragprune._encoders import CrossEncoderModel
-from ragprune.cross_encoder import CrossEncoderReranker
+from ragprune.runtime.encoders import CrossEncoderModel
+from ragprune.runtime.loading import ModelLoadError
+from ragprune.stages.cross_encoder import CrossEncoderReranker
 
 QUERY = "what is the capital of france"
 TEXTS = [
@@ -120,8 +120,8 @@ def test_two_labels_saved_by_sentence_transformers_still_give_probabilities(two_
     CrossEncoder(str(two_label), device="cpu", local_files_only=True).save(str(tmp_path / "two"))
     model = CrossEncoderModel(tmp_path / "two", device="cpu")
     assert model.activation == "softmax"
-    np.testing.assert_allclose(model.score_pairs(QUERY, TEXTS), CrossEncoderModel(two_label, device="cpu").score_pairs(QUERY, TEXTS),
-                               atol=1e-6)
+    reference = CrossEncoderModel(two_label, device="cpu").score_pairs(QUERY, TEXTS)
+    np.testing.assert_allclose(model.score_pairs(QUERY, TEXTS), reference, atol=1e-6)
 
 
 def test_more_than_two_labels_is_refused(tmp_path: Path) -> None:

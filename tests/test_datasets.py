@@ -1,4 +1,4 @@
-"""ragprune.datasets: HotpotQA loading and splits on a fabricated file, and the JSONL loader."""
+"""ragprune.training.datasets: HotpotQA loading and splits on a fabricated file, and the JSONL loader."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ragprune.datasets import QACase, load_hotpotqa, load_jsonl, split_indices
+from ragprune.training.datasets import QACase, load_hotpotqa, load_jsonl, split_indices
 
 
 def _record(i: int) -> dict[str, object]:

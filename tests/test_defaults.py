@@ -57,7 +57,7 @@ def test_importing_defaults_stays_light() -> None:
 
 
 def test_default_pipeline_prunes_a_hotpotqa_like_case(pipeline: Pipeline) -> None:
-    from ragprune.provence import ProvencePruner, sentence_relevance
+    from ragprune.stages.provence import ProvencePruner, sentence_relevance
 
     (stage,) = pipeline.stages
     assert isinstance(stage, ProvencePruner)

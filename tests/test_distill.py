@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from conftest import TINY_BERT, save_tiny_model, save_wordpiece_tokenizer
 from ragprune import Passage, render_spans
-from ragprune._causal_lm import CausalLMScorer, unit_scores
-from ragprune.datasets import load_hotpotqa
-from ragprune.distill import (
+from ragprune.runtime.causal_lm import CausalLMScorer, unit_scores
+from ragprune.stages.query_compressor import QueryTokenCompressor
+from ragprune.training.datasets import load_hotpotqa
+from ragprune.training.distill import (
     agreement,
     build_label_cache,
     keep_top,
@@ -31,7 +32,6 @@ from ragprune.distill import (
     teacher_word_scores,
     word_labels,
 )
-from ragprune.query_compressor import QueryTokenCompressor
 
 _FILLER = [
     ("River", ["The river is large.", "A dog sat on the mat."]),
@@ -102,7 +102,7 @@ def label_file(tmp_path_factory: pytest.TempPathFactory, cases: list, teacher: C
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory: pytest.TempPathFactory, label_file: Path, tiny_encoder: Path) -> Path:
-    from ragprune.training import train_pruner
+    from ragprune.training.pruner import train_pruner
 
     out = tmp_path_factory.mktemp("student")
     examples = records_to_examples(read_label_cache(label_file), rate=0.3, with_support=False)
@@ -227,9 +227,9 @@ def test_labels_align_to_word_spans(label_file: Path, cases: list) -> None:
 
 
 def test_word_labels_become_token_labels(tiny_encoder: Path) -> None:
-    from ragprune._compute import load_tokenizer
-    from ragprune.provence import PairTemplate
-    from ragprune.training import TokenLabelExample, encode_example
+    from ragprune.runtime.loading import load_tokenizer
+    from ragprune.stages.provence import PairTemplate
+    from ragprune.training.pruner import TokenLabelExample, encode_example
 
     tok = load_tokenizer(str(tiny_encoder), local_files_only=True)
     text = "The capital of france is paris, the cat sat."
@@ -243,7 +243,7 @@ def test_word_labels_become_token_labels(tiny_encoder: Path) -> None:
     for (_, b), got in zip(offs, passage_labels, strict=True):
         k = next(j for j, (x, y) in enumerate(words) if x <= b - 1 < y)
         assert got == labels[k]
-    from ragprune.training import train_pruner
+    from ragprune.training.pruner import train_pruner
 
     with pytest.raises(ValueError):
         train_pruner([TokenLabelExample("q?", text, tuple(words), labels[:-1], 1)], base_model=tiny_encoder,
@@ -344,7 +344,7 @@ def test_agreement_figures(compressor: QueryTokenCompressor, teacher: CausalLMSc
 # ---------------------------------------------------------------- the command
 def _distill(out: Path, data: Path, teacher: Path, encoder: Path, *extra: str) -> tuple[int, str]:
     from ragprune.cli import build_parser
-    from ragprune.train_cli import TRAIN_COMMAND
+    from ragprune.training.cli import TRAIN_COMMAND
 
     args = ["train", "distill", "--out", str(out), "--data", str(data), "--teacher", str(teacher),
             "--base-model", str(encoder), "--train-size", str(N_TRAIN), "--test-size", "2", "--questions", "6",

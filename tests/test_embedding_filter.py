@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ragprune
-import ragprune.embedding_filter as ef_module
+import ragprune.stages.embedding_filter as ef_module
 from conftest import TINY_BERT, save_tiny_model, save_wordpiece_tokenizer
 from ragprune import Passage, WordCounter, render_spans
-from ragprune._encoders import BiEncoderModel
-from ragprune.embedding_filter import EmbeddingFilter, near_duplicate_pairs
+from ragprune.runtime.encoders import BiEncoderModel
+from ragprune.stages.embedding_filter import EmbeddingFilter, near_duplicate_pairs
 
 QUERY = "what is the capital of france"
 TEXTS = [

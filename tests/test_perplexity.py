@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from conftest import save_tiny_model, save_wordpiece_tokenizer
 from ragprune import Passage, get_counter, render_spans
-from ragprune._causal_lm import CausalLMScorer, map_units, unit_scores
-from ragprune.llmlingua import LLMLinguaCompressor
-from ragprune.longllmlingua import LongLLMLinguaCompressor
-from ragprune.selective_context import SelectiveContextCompressor, phrase_groups
+from ragprune.runtime.causal_lm import CausalLMScorer, unit_scores
+from ragprune.stages.llmlingua import LLMLinguaCompressor
+from ragprune.stages.longllmlingua import LongLLMLinguaCompressor
+from ragprune.stages.selective_context import SelectiveContextCompressor, phrase_groups
+from ragprune.text.offsets import OffsetMap
 
 CORPUS = [
     "The capital of France is Paris. Paris is a large city on the river Seine.",
@@ -188,7 +189,7 @@ def test_unit_scores_sum_token_scores(llama: CausalLMScorer) -> None:
     p = Passage.from_text(CORPUS[0], 0)
     words = p.units("word")
     (ts,) = llama.token_scores([p.text])
-    sums, counts = unit_scores(p.text, ts, map_units(p.original or "", p.spans or (), words))
+    sums, counts = unit_scores(p.text, ts, OffsetMap.of(p.original or "", p.spans or ()).to_text(words))
     assert sums.shape == (len(words),)
     np.testing.assert_allclose(sums.sum(), ts.scores.sum(), rtol=1e-6)
     np.testing.assert_allclose(counts.sum(), len(ts))
@@ -202,7 +203,7 @@ def test_map_units_follows_render_spans() -> None:
     spans = ((0, 3), (5, 8), (16, 19), (21, 23), (24, 25))
     text = render_spans(original, spans)
     units = [s for s in spans]
-    mapped = map_units(original, spans, units)
+    mapped = OffsetMap.of(original, spans).to_text(units)
     assert [text[a:b] for a, b in mapped] == [original[a:b] for a, b in units]
 
 
@@ -353,7 +354,7 @@ def _smollm2_gguf() -> Path | None:
     if spec is not None and spec.submodule_search_locations:
         candidates += [Path(loc) / name for loc in spec.submodule_search_locations]
     try:
-        from ragprune.assets import asset_path
+        from ragprune.tools.assets import asset_path
 
         candidates.append(Path(asset_path("smollm2-gguf")))
     except Exception:  # the asset module may not know it or have it fetched

@@ -18,12 +18,11 @@ from hypothesis import strategies as st  # noqa: E402
 
 from conftest import TINY_BERT, save_wordpiece_tokenizer  # noqa: E402
 from ragprune import Budget, Passage, WordCounter, render_spans  # noqa: E402
-from ragprune._compute import ModelLoadError  # noqa: E402
-from ragprune.provence import (  # noqa: E402
+from ragprune.runtime.loading import ModelLoadError  # noqa: E402
+from ragprune.stages.provence import (  # noqa: E402
     FORMAT_FILE,
     ProvencePruner,
     PrunerModel,
-    _piece_table,
     sentence_relevance,
 )
 
@@ -421,7 +420,8 @@ def test_piece_table_and_sentence_relevance() -> None:
     units = p.units("sentence")
     cut = p.with_spans([(0, 5), units[2]])  # "Alpha" + gap + "Gamma three."
     assert cut.text == "Alpha Gamma three."
-    orig, text = _piece_table(cut)
+    offsets_map = cut.offset_map()
+    orig, text = offsets_map.original_starts, offsets_map.text_starts
     assert list(orig) == [0, units[2][0]] and list(text) == [0, 6]
     cut_units = cut.units("sentence")
     # tokens (text coordinates): "Alpha" -> 0.9, "Gamma" -> 0.2, "three" -> 0.4, "." -> 0.6

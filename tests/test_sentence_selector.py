@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragprune import Passage, WordCounter, render_spans
-from ragprune.sentence_selector import SentenceSelector
+from ragprune.stages.sentence_selector import SentenceSelector
 from ragprune.testing import _terms
 
 QUERY = "what is the capital of france?"
@@ -221,7 +221,7 @@ def test_compressed_input_and_cjk() -> None:
 
 
 def test_real_cross_encoder_path(tiny_encoders: tuple[Path, Path]) -> None:
-    from ragprune._encoders import CrossEncoderModel
+    from ragprune.runtime.encoders import CrossEncoderModel
 
     ce, _ = tiny_encoders
     sel = SentenceSelector(ce, kind="cross-encoder", top_k=2, device="cpu")
@@ -241,7 +241,7 @@ def test_real_cross_encoder_path(tiny_encoders: tuple[Path, Path]) -> None:
 
 
 def test_real_bi_encoder_path(tiny_encoders: tuple[Path, Path]) -> None:
-    from ragprune._encoders import BiEncoderModel
+    from ragprune.runtime.encoders import BiEncoderModel
 
     _, bi = tiny_encoders
     sel = SentenceSelector(bi, kind="bi-encoder", threshold=0.0, top_k=1, device="cpu")

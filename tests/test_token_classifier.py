@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from conftest import TINY_BERT, save_tiny_model
 from ragprune import Budget, Passage, Pipeline, create_stage, render_spans
-from ragprune._compute import ModelLoadError, load_model, load_tokenizer
-from ragprune.token_classifier import TokenClassifierCompressor
+from ragprune.runtime.loading import ModelLoadError, load_model, load_tokenizer
+from ragprune.stages.token_classifier import TokenClassifierCompressor
 
 torch = pytest.importorskip("torch")
 

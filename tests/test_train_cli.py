@@ -12,13 +12,13 @@ import pytest
 from conftest import TINY_BERT, save_tiny_model, save_wordpiece_tokenizer
 from ragprune import sentence_spans
 from ragprune.cli import main
-from ragprune.datasets import load_hotpotqa
-from ragprune.train_cli import (
+from ragprune.training.cli import (
     ThresholdFigures,
     choose_threshold,
     hotpot_examples,
     sentence_labels,
 )
+from ragprune.training.datasets import load_hotpotqa
 
 _FILLER = [
     ("River", ["The river is large.", "A dog sat on the mat."]),
@@ -60,7 +60,7 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _train(out: Path, data: Path, encoder: Path, *extra: str) -> tuple[int, str]:
     """Parse with the real ``ragprune`` parser and run the command, capturing its report."""
     from ragprune.cli import build_parser
-    from ragprune.train_cli import _run
+    from ragprune.training.cli import _run
 
     args = ["train", "pruner", "--out", str(out), "--data", str(data), "--base-model", str(encoder),
             "--train-size", "12", "--test-size", "2", "--val-questions", "3", "--epochs", "2",

@@ -14,8 +14,8 @@ pytest.importorskip("transformers")
 from test_provence import make_encoder  # noqa: E402
 
 from ragprune import Passage, sentence_spans  # noqa: E402
-from ragprune.provence import FORMAT_FILE, PairTemplate, ProvencePruner  # noqa: E402
-from ragprune.training import EpochStats, PrunerExample, TrainResult, encode_example, train_pruner  # noqa: E402
+from ragprune.stages.provence import FORMAT_FILE, PairTemplate, ProvencePruner  # noqa: E402
+from ragprune.training.pruner import EpochStats, PrunerExample, TrainResult, encode_example, train_pruner  # noqa: E402
 
 Q1 = "what is the capital of france?"
 Q2 = "where is the cat?"

@@ -2,7 +2,7 @@
 
     ragprune bench --quick                        # 100 HotpotQA test cases, every method
     >>> from ragprune.bench import build_methods, run_bench, write_all
-    >>> from ragprune.datasets import load_hotpotqa
+    >>> from ragprune.training.datasets import load_hotpotqa
     >>> result = run_bench(load_hotpotqa("test", limit=100), build_methods(["cross-encoder", "none"]))
     >>> write_all(result, "bench-results")
 

@@ -31,7 +31,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--data", default="hotpotqa",
                         help="'hotpotqa' (the offline asset; --split picks the split) or a JSONL file "
-                             "(see ragprune.datasets.load_jsonl)")
+                             "(see ragprune.training.datasets.load_jsonl)")
     parser.add_argument("--split", default="test", choices=("test", "train", "all"),
                         help="HotpotQA split (report test figures only; default: test)")
     parser.add_argument("--cases", type=int, default=None, help="use the first N cases (default: all)")
@@ -85,7 +85,7 @@ def _tiktoken_cache() -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..datasets import load_hotpotqa, load_jsonl
+    from ..training.datasets import load_hotpotqa, load_jsonl
     from .methods import MethodConfig, build_methods
     from .report import closest_to_goal, write_all
     from .runner import run_bench
@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         points = _parse_points(args.points)
         if args.data == "hotpotqa":
-            from ..assets import asset_path
+            from ..tools.assets import asset_path
 
             cases = load_hotpotqa(args.split, asset_path("hotpotqa", args.assets_dir), limit=n)
             data = f"HotpotQA distractor, {args.split} split"

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .._passage import Passage
-from .._segment import Span
+from ..passage import Passage
+from ..text.segment import Span
 from .metrics import Kept
 
 __all__ = [
@@ -179,7 +179,7 @@ class EmbeddingFilterMethod(_ModelStageMethod):
     default = 0.3
 
     def _build(self) -> Any:
-        from ..embedding_filter import EmbeddingFilter
+        from ..stages.embedding_filter import EmbeddingFilter
 
         return EmbeddingFilter(self._model, level="sentence", **self._options)
 
@@ -208,8 +208,8 @@ class SentenceSelectorMethod(_ModelStageMethod):
         self._context_window = context_window
 
     def _build(self) -> Any:
-        from .._encoders import CrossEncoderModel
-        from ..sentence_selector import SentenceSelector
+        from ..runtime.encoders import CrossEncoderModel
+        from ..stages.sentence_selector import SentenceSelector
 
         scorer = self._model if hasattr(self._model, "score_pairs") else CrossEncoderModel(
             self._model, activation=self._activation, **self._options)
@@ -229,7 +229,7 @@ def _pruner_threshold(model: Any) -> float | None:
     """The threshold saved with a local pruner directory, if there is one."""
     import json
 
-    from ..provence import FORMAT_FILE
+    from ..stages.provence import FORMAT_FILE
 
     path = Path(str(model)) / FORMAT_FILE
     if not path.is_file():
@@ -256,12 +256,12 @@ class ProvenceMethod(_ModelStageMethod):
             self.points = tuple(sorted({*self.points, own}))
 
     def _build(self) -> Any:
-        from ..provence import ProvencePruner
+        from ..stages.provence import ProvencePruner
 
         return ProvencePruner(self._model, **self._options)
 
     def score(self, query: str, passages: list[Passage]) -> SentenceScores:
-        from ..provence import sentence_relevance
+        from ..stages.provence import sentence_relevance
 
         work = [i for i, p in enumerate(passages) if not p.is_blank]
         probs, offsets, _ = self.stage.score(query, [passages[i].text for i in work])
@@ -299,7 +299,7 @@ class RerankerMethod(_ModelStageMethod):
     default = 3.0
 
     def _build(self) -> Any:
-        from ..cross_encoder import CrossEncoderReranker
+        from ..stages.cross_encoder import CrossEncoderReranker
 
         return CrossEncoderReranker(self._model, **self._options)
 
@@ -348,7 +348,7 @@ class TokenClassifierMethod(_ModelStageMethod):
     default = 0.33
 
     def _build(self) -> Any:
-        from ..token_classifier import TokenClassifierCompressor
+        from ..stages.token_classifier import TokenClassifierCompressor
 
         return TokenClassifierCompressor(self._model, **self._options)
 
@@ -380,7 +380,7 @@ class QueryTokenCompressorMethod(_ModelStageMethod):
     default = 0.3
 
     def _build(self) -> Any:
-        from ..query_compressor import QueryTokenCompressor
+        from ..stages.query_compressor import QueryTokenCompressor
 
         return QueryTokenCompressor(self._model, rate=None, threshold=self.default, **self._options)
 
@@ -465,7 +465,7 @@ def _require(module: str, hint: str) -> None:
 
 
 def _cpu_or(device: str) -> str:
-    from .._compute import resolve_device
+    from ..runtime.loading import resolve_device
 
     return str(resolve_device(device))
 
@@ -631,7 +631,7 @@ def build_token_classifier(out: Path, *, seed: int = 0, encoder: Any = None) -> 
     import torch
     from transformers import AutoTokenizer, BertForTokenClassification
 
-    from ..assets import asset_path
+    from ..tools.assets import asset_path
 
     src = str(encoder) if encoder is not None else str(asset_path("minilm"))
     model = BertForTokenClassification.from_pretrained(src, num_labels=2, local_files_only=True)
@@ -732,7 +732,7 @@ DEFAULT_METHODS: tuple[str, ...] = METHOD_NAMES[:-2]  # the student needs --stud
 
 
 def _asset(name: str, config: MethodConfig) -> Path:
-    from ..assets import asset_path
+    from ..tools.assets import asset_path
 
     try:
         return asset_path(name, config.assets_dir)
@@ -776,7 +776,7 @@ def build_method(name: str, config: MethodConfig | None = None) -> BaseMethod:
                                     "(ragprune train distill)")
         return QueryTokenCompressorMethod(config.student, device=dev, local_files_only=True)
     if name == "token-classifier":
-        _require("ragprune.token_classifier", "core/token_classifier.py")
+        _require("ragprune.stages.token_classifier", "core/token_classifier.py")
         return TokenClassifierMethod(_token_classifier_dir(config), device=dev, local_files_only=True,
                                      counter=config.counter)
     if name == "langchain-embeddings-filter":

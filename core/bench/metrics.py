@@ -48,9 +48,9 @@ from typing import Union
 
 import numpy as np
 
-from .._segment import Span, render_spans
-from .._tokens import TokenCounter
-from ..datasets import QACase
+from ..text.segment import Span, render_spans
+from ..text.tokens import TokenCounter
+from ..training.datasets import QACase
 
 __all__ = [
     "Kept",

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._passage import Passage
-from .._tokens import TokenCounter, get_counter
-from ..datasets import QACase
+from ..passage import Passage
+from ..text.tokens import TokenCounter, get_counter
+from ..training.datasets import QACase
 from .methods import BaseMethod, MethodUnavailable, PlainMethod, ScoredMethod
 from .metrics import Aggregate, CaseMetrics, aggregate, case_metrics, is_answerable
 

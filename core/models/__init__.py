@@ -2,7 +2,7 @@
 
 ``pruner-minilm/``: ragprune's own Provence-style pruner (all-MiniLM-L6-v2
 fine-tuned on HotpotQA's training split; see its ``MODEL_CARD.md``), in the
-format of :mod:`ragprune.provence`.  Load it with
+format of :mod:`ragprune.stages.provence`.  Load it with
 ``ragprune.ProvencePruner(ragprune.defaults.DEFAULT_PRUNER_PATH)`` or use
 :func:`ragprune.defaults.default_pipeline`.
 """

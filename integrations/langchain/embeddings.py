@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ragprune._encoders import BiEncoderModel, as_bi_encoder
+from ragprune.runtime.encoders import BiEncoderModel, as_bi_encoder
 
 __all__ = ["RagpruneEmbeddings"]
 

@@ -9,7 +9,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from ragprune._encoders import BiEncoderModel, as_bi_encoder
+from ragprune.runtime.encoders import BiEncoderModel, as_bi_encoder
 
 __all__ = ["RagpruneEmbedding"]
 

@@ -12,7 +12,7 @@ Runs are reproducible: shuffling and head initialisation draw from a local
 ``torch.Generator`` seeded with ``seed`` (the global generator is neither
 seeded nor used), and dropout is kept off during training so nothing else is
 random.  Checkpoints are written in the pruner format of
-:mod:`ragprune.provence` and load with ``ProvencePruner(output_dir)``.
+:mod:`ragprune.stages.provence` and load with ``ProvencePruner(output_dir)``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._compute import load_tokenizer, resolve_device
-from ._segment import sentence_spans
-from .provence import DEFAULT_THRESHOLD, FORMAT_FILE, PairTemplate, PrunerModel
+from ..runtime.loading import load_tokenizer, resolve_device
+from ..stages.provence import DEFAULT_THRESHOLD, FORMAT_FILE, PairTemplate, PrunerModel
+from ..text.segment import sentence_spans
 
 __all__ = ["PrunerExample", "TokenLabelExample", "EpochStats", "TrainResult", "train_pruner", "encode_example"]
 
@@ -315,7 +315,7 @@ def train_pruner(
         val_examples: evaluated after every epoch (see :class:`EpochStats`).
         progress: show a tqdm progress bar.
         ranking: ``"cls-linear"`` or ``"sequence-classifier"`` (see
-            :mod:`ragprune.provence`).
+            :mod:`ragprune.stages.provence`).
         rank_weight: weight of the ranking loss.
         threshold: sentence threshold for validation, saved as the default.
         group_by_length: batch examples of similar length (less padding, the

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ._segment import split_space, word_spans
-from .text import ENCODINGS_DIR
+from . import ENCODINGS_DIR
+from .segment import split_space, word_spans
 
 __all__ = [
     "TokenCounter",
@@ -95,7 +95,7 @@ class HFTokenizerCounter(_Base):
 
     def __init__(self, tokenizer: Any, *, local_files_only: bool = True) -> None:
         if isinstance(tokenizer, (str, os.PathLike)):
-            from ._compute import load_tokenizer
+            from ..runtime.loading import load_tokenizer
 
             tokenizer = load_tokenizer(str(tokenizer), local_files_only=local_files_only)
         self._tok = tokenizer
@@ -140,7 +140,8 @@ def _openai_encodings() -> dict[str, Any]:
     try:
         from tiktoken_ext import openai_public
     except ImportError as e:
-        raise ImportError(f"tiktoken token counters (cl100k_base, o200k_base, ...) need tiktoken: {TIKTOKEN_HINT}") from e
+        raise ImportError(f"tiktoken token counters (cl100k_base, o200k_base, ...) need tiktoken: "
+                          f"{TIKTOKEN_HINT}") from e
     return dict(openai_public.ENCODING_CONSTRUCTORS)
 
 

@@ -27,14 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from ._batching import run_sorted
-from ._budget import allocate_tokens
-from ._compute import require_models
-from ._passage import Passage
-from ._segment import Span, is_unspaced_char
-from ._tokens import TokenCounter, WordCounter
+from ..budget import allocate_tokens
+from ..passage import Passage
+from ..text.segment import Span
+from ..text.tokens import TokenCounter, WordCounter
+from .batching import run_sorted
+from .loading import require_models
 
-require_models("ragprune._causal_lm")
+require_models("ragprune.runtime.causal_lm")
 
 __all__ = [
     "CausalLMScorer",
@@ -42,9 +42,7 @@ __all__ = [
     "as_scorer",
     "check_rate",
     "group_spans",
-    "map_units",
     "token_targets",
-    "rendered_units",
     "select_units",
     "total_target",
     "unit_counts",
@@ -124,14 +122,14 @@ class CausalLMScorer:
             raise ValueError(f"max_context must be an int >= 16, got {max_context!r}")
         from transformers import AutoModelForCausalLM
 
-        from ._compute import load_model, load_tokenizer
+        from .loading import load_model, load_tokenizer
 
         extra: dict[str, Any] = {}
         if isinstance(model, (str, os.PathLike)):
             path = Path(str(model)).expanduser()
             if gguf_file is None and path.suffix.lower() == ".gguf":
                 if not path.is_file():
-                    from ._compute import ModelLoadError
+                    from .loading import ModelLoadError
 
                     raise ModelLoadError(f"cannot load model: GGUF file {str(model)!r} does not exist")
                 model, gguf_file = str(path.parent), path.name
@@ -400,39 +398,6 @@ def total_target(total: int, rate: float | None, target_tokens: int | None) -> i
     if target_tokens is not None:
         limits.append(target_tokens)
     return min(limits)
-
-
-def rendered_units(passage: Passage, units: Sequence[Span]) -> np.ndarray:
-    """``(n, 2)`` offsets in ``passage.text`` of units given in ``original`` coordinates."""
-    return map_units(passage.original or "", passage.spans or (), units)
-
-
-def map_units(original: str, spans: Sequence[Span], units: Sequence[Span]) -> np.ndarray:
-    """``(n, 2)`` offsets in ``render_spans(original, spans)`` of ``units`` (inside ``spans``).
-
-    Follows :func:`ragprune.render_spans`: kept pieces are joined, with one
-    space inserted where a gap separates two non-space characters.
-    """
-    if not len(units):
-        return np.zeros((0, 2), dtype=np.int64)
-    starts = np.zeros(len(spans), dtype=np.int64)
-    rstarts = np.zeros(len(spans), dtype=np.int64)
-    at, prev_end, last = 0, -1, ""
-    for k, (a, b) in enumerate(spans):
-        if b <= a:
-            starts[k], rstarts[k] = a, at
-            continue
-        if at and a > prev_end and not (
-            last.isspace() or original[a].isspace() or is_unspaced_char(last) or is_unspaced_char(original[a])
-        ):
-            at += 1
-        starts[k], rstarts[k] = a, at
-        at += b - a
-        prev_end, last = b, original[b - 1]
-    u = np.asarray(units, dtype=np.int64).reshape(-1, 2)
-    k = np.searchsorted(starts, u[:, 0], side="right") - 1
-    shift = (rstarts - starts)[k]
-    return u + shift[:, None]
 
 
 def group_spans(units: Sequence[Span], groups: np.ndarray) -> list[Span]:

@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._passage import Dropped, Passage, StageOutput
-from ._tokens import TokenCounter
+from .passage import Dropped, Passage, StageOutput
+from .text.tokens import TokenCounter
 
 __all__ = ["Budget", "allocate_tokens"]
 

@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from ._batching import length_sorted_batches
-from ._compute import ModelLoadError, _load, load_model, load_tokenizer, require_models, resolve_device, resolve_dtype
+from .batching import length_sorted_batches
+from .loading import ModelLoadError, _load, load_model, load_tokenizer, require_models, resolve_device, resolve_dtype
 
-require_models("ragprune._encoders")
+require_models("ragprune.runtime.encoders")
 
 __all__ = ["CrossEncoderModel", "BiEncoderModel", "as_bi_encoder"]
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._budget import Budget
-from ._passage import BaseStage, Dropped, Passage, Stage, StageOutput, check_query, to_passages
-from ._tokens import TokenCounter, get_counter
+from .budget import Budget
+from .passage import BaseStage, Dropped, Passage, Stage, StageOutput, check_query, to_passages
+from .text.tokens import TokenCounter, get_counter
 
 __all__ = ["Pipeline", "PipelineResult", "CompressionStats", "StageTiming"]
 

@@ -8,16 +8,16 @@ from typing import Any
 __all__ = ["available_stages", "create_stage", "register_stage"]
 
 _STAGES: dict[str, str] = {
-    "token-classifier": "ragprune.token_classifier:TokenClassifierCompressor",
-    "cross-encoder": "ragprune.cross_encoder:CrossEncoderReranker",
-    "embedding-filter": "ragprune.embedding_filter:EmbeddingFilter",
-    "long-context-reorder": "ragprune.reorder:LongContextReorder",
-    "provence": "ragprune.provence:ProvencePruner",
-    "query-token-compressor": "ragprune.query_compressor:QueryTokenCompressor",
-    "sentence-selector": "ragprune.sentence_selector:SentenceSelector",
-    "llmlingua": "ragprune.llmlingua:LLMLinguaCompressor",
-    "longllmlingua": "ragprune.longllmlingua:LongLLMLinguaCompressor",
-    "selective-context": "ragprune.selective_context:SelectiveContextCompressor",
+    "token-classifier": "ragprune.stages.token_classifier:TokenClassifierCompressor",
+    "cross-encoder": "ragprune.stages.cross_encoder:CrossEncoderReranker",
+    "embedding-filter": "ragprune.stages.embedding_filter:EmbeddingFilter",
+    "long-context-reorder": "ragprune.stages.reorder:LongContextReorder",
+    "provence": "ragprune.stages.provence:ProvencePruner",
+    "query-token-compressor": "ragprune.stages.query_compressor:QueryTokenCompressor",
+    "sentence-selector": "ragprune.stages.sentence_selector:SentenceSelector",
+    "llmlingua": "ragprune.stages.llmlingua:LLMLinguaCompressor",
+    "longllmlingua": "ragprune.stages.longllmlingua:LongLLMLinguaCompressor",
+    "selective-context": "ragprune.stages.selective_context:SelectiveContextCompressor",
     "lexical-reranker": "ragprune.testing:LexicalReranker",
     "fake-compressor": "ragprune.testing:FakeCompressor",
 }

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from ._segment import Span, merge_spans, render_spans, sentence_spans, word_spans
+from .text.offsets import OffsetMap
+from .text.segment import Span, merge_spans, render_spans, sentence_spans, word_spans
 
 __all__ = [
     "Passage",
@@ -96,6 +97,11 @@ class Passage:
         if not self.original:
             return 1.0
         return sum(b - a for a, b in self.spans or ()) / len(self.original)
+
+    def offset_map(self) -> OffsetMap:
+        """The map between ``original`` and ``text`` coordinates (see :class:`ragprune.text.offsets.OffsetMap`)."""
+        assert self.original is not None
+        return OffsetMap.of(self.original, self.spans or ())
 
     def pieces(self) -> list[str]:
         """The kept slices of the original, in order."""

@@ -1,0 +1,116 @@
+"""CrossEncoderReranker: score every passage against the query, sort, keep the best."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..passage import BaseStage, Dropped, Passage, StageOutput
+from ..runtime.encoders import CrossEncoderModel
+
+__all__ = ["CrossEncoderReranker"]
+
+
+def check_top(value: object, name: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def check_threshold(value: object, name: str = "threshold") -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+
+
+class CrossEncoderReranker(BaseStage):
+    """Reranks passages with a cross-encoder (query and passage read together).
+
+    Every non-blank passage is scored against the query in one batched call;
+    passages are sorted by score, best first (ties keep input order), then
+    those under ``threshold`` and those ranked beyond ``top_n`` are dropped,
+    each with its reason.  The new score is recorded with
+    ``Passage.with_score``, so ``original_score`` and earlier scores stay.
+    Blank passages are never sent to the model: they rank last with score
+    ``None`` (and so fail any ``threshold``).
+
+    Args:
+        model: a :class:`~ragprune.runtime.encoders.CrossEncoderModel`, or anything it
+            accepts (a local directory, a hub id, a loaded ``CrossEncoder`` or
+            sequence-classification model).
+        top_n: keep at most this many passages.
+        threshold: minimum score kept (in the model's score scale: a
+            probability with the default activation).
+        batch_size, max_length, device, dtype, local_files_only, activation,
+        tokenizer: passed to :class:`CrossEncoderModel` when ``model`` is not
+            one already.
+    """
+
+    name = "cross-encoder"
+    requires_query = True
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        top_n: int | None = None,
+        threshold: float | None = None,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        device: Any = "auto",
+        dtype: Any = "auto",
+        local_files_only: bool = False,
+        activation: str = "auto",
+        tokenizer: Any = None,
+    ) -> None:
+        check_top(top_n, "top_n")
+        check_threshold(threshold)
+        self.top_n = top_n
+        self.threshold = None if threshold is None else float(threshold)
+        if isinstance(model, CrossEncoderModel):
+            self.model = model
+        else:
+            self.model = CrossEncoderModel(model, tokenizer=tokenizer, device=device, dtype=dtype,
+                                           local_files_only=local_files_only, max_length=max_length,
+                                           batch_size=batch_size, activation=activation)
+
+    def __repr__(self) -> str:
+        return f"CrossEncoderReranker({self.model!r}, top_n={self.top_n}, threshold={self.threshold})"
+
+    def score(self, query: str, passages: list[Passage]) -> list[float | None]:
+        """The model's score of each passage (``None`` for blank ones), in input order."""
+        live = [i for i, p in enumerate(passages) if not p.is_blank]
+        out: list[float | None] = [None] * len(passages)
+        if live:
+            raw = self.model.score_pairs(query, [passages[i].text for i in live])
+            for i, s in zip(live, raw.tolist(), strict=True):
+                out[i] = s
+        return out
+
+    def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
+        assert query is not None
+        scores = self.score(query, passages)
+        # Sort key: score descending, NaN and blank (None) last, ties by input position.
+        keys = np.array([-s if s is not None and not math.isnan(s) else np.inf for s in scores], dtype=np.float64)
+        order = np.argsort(keys, kind="stable").tolist()
+        kept: list[Passage] = []
+        dropped: list[Dropped] = []
+        for rank, i in enumerate(order, start=1):
+            s = scores[i]
+            p = passages[i].with_score(self.name, s)
+            if self.threshold is not None and (s is None or math.isnan(s) or s < self.threshold):
+                why = "blank passage (unscored)" if s is None else f"score {s:.4g}"
+                dropped.append(self._drop(p, f"{why} below threshold {self.threshold:g}"))
+            elif self.top_n is not None and len(kept) >= self.top_n:
+                dropped.append(self._drop(p, f"rank {rank} beyond top_n={self.top_n}"))
+            else:
+                kept.append(p)
+        return StageOutput(tuple(kept), tuple(dropped))

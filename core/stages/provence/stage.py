@@ -1,0 +1,232 @@
+"""The Provence stage: query-aware sentence pruning and reranking in one forward pass."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...budget import Budget
+from ...passage import BaseStage, Dropped, Passage, StageOutput
+from ...runtime.batching import run_sorted
+from ...runtime.loading import load_tokenizer
+from ...text.tokens import TokenCounter, get_counter
+from .model import PrunerModel
+from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance
+
+logger = logging.getLogger("ragprune")
+
+
+class ProvencePruner(BaseStage):
+    """Query-aware sentence pruning and reranking in one forward pass (Provence).
+
+    Args:
+        model: a pruner directory or hub id (see the module docstring), or a
+            :class:`PrunerModel` (then ``tokenizer`` is required).
+        tokenizer: a fast tokenizer, or a path; defaults to the model directory.
+        threshold: keep sentences whose mean token relevance is ``>=`` this;
+            default: the model's (0.1, as Provence uses).  0 keeps every
+            sentence; above 1 keeps none.
+        always_keep_first: also keep a passage's first sentence (a title) when
+            any other sentence of it is kept.
+        reorder: sort passages by ranking score (ties keep input order);
+            ``False`` keeps the input order.
+        top_k: keep at most this many passages (the best scored), after pruning.
+        budget: an optional :class:`Budget` applied last, counted with ``counter``.
+        counter: token counter for ``budget`` (see :func:`get_counter`).
+        max_length: tokens per window, special tokens included (default: the
+            model's, capped by the tokenizer's limit).
+        stride: tokens shared by consecutive windows of a long passage
+            (default: a quarter of a window's passage room).
+        batch_size / max_batch_tokens: bounds of each forward batch.
+        device / dtype / local_files_only / revision: how to load the model.
+
+    Scores are the raw ranking logits, recorded under ``"provence"``.  Blank
+    passages pass through unchanged and unscored (last, when reordering).
+    Long passages are split into windows; per-token relevance is averaged
+    over overlapping windows, and a passage's score is its best window's.
+    """
+
+    name = "provence"
+    requires_query = True
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | PrunerModel,
+        *,
+        tokenizer: Any = None,
+        threshold: float | None = None,
+        always_keep_first: bool = False,
+        reorder: bool = True,
+        top_k: int | None = None,
+        budget: Budget | None = None,
+        counter: Any = None,
+        max_length: int | None = None,
+        stride: int | None = None,
+        batch_size: int = 16,
+        max_batch_tokens: int | None = 16384,
+        device: Any = "auto",
+        dtype: Any = "auto",
+        local_files_only: bool = False,
+        revision: str | None = None,
+    ) -> None:
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or math.isnan(threshold)):
+            raise ValueError(f"threshold must be a number, got {threshold!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 0):
+            raise ValueError(f"stride must be an int >= 0, got {stride!r}")
+        if isinstance(model, PrunerModel):
+            if tokenizer is None:
+                raise ValueError("tokenizer is required when model is a PrunerModel object")
+            self.model = model.eval()
+        elif isinstance(model, (str, os.PathLike)):
+            self.model = PrunerModel.from_pretrained(model, device=device, dtype=dtype,
+                                                     local_files_only=local_files_only, revision=revision)
+            if tokenizer is None:
+                tokenizer = model
+        else:
+            raise TypeError(f"model must be a path, hub id or PrunerModel, got {type(model).__name__}")
+        if isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = load_tokenizer(tokenizer, local_files_only=local_files_only)
+        self.tokenizer = tokenizer
+        self.template = PairTemplate.from_tokenizer(tokenizer)
+        spec = self.model.spec
+        self.threshold = float(spec.threshold if threshold is None else threshold)
+        self.always_keep_first = bool(always_keep_first)
+        self.reorder = bool(reorder)
+        self.top_k = top_k
+        self.budget = budget
+        self.counter: TokenCounter = get_counter(counter)
+        limit = spec.max_length if max_length is None else int(max_length)
+        tok_limit = getattr(tokenizer, "model_max_length", None)
+        if max_length is None and isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
+            limit = min(limit, tok_limit)
+        if limit < self.template.n_special + 4:
+            raise ValueError(f"max_length {limit} leaves no room for query and passage tokens")
+        self.max_length = limit
+        self.stride = stride
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- scoring
+    def _tokenize(self, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        with self._lock:
+            enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
+                                 return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
+        offs = [np.asarray(x, dtype=np.int64).reshape(-1, 2) for x in enc["offset_mapping"]]
+        return ids, offs
+
+    def score(self, query: str, texts: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """Per-token keep probabilities, token offsets (in each text) and ranking logits.
+
+        All windows of all texts go through the model in one length-sorted,
+        batched call.
+        """
+        if not texts:
+            return [], [], np.zeros(0, dtype=np.float64)
+        all_ids, all_offsets = self._tokenize([query, *texts])
+        q_ids = all_ids[0]
+        p_ids, p_offsets = all_ids[1:], all_offsets[1:]
+        n_special = self.template.n_special
+        q_room = max(1, (self.max_length - n_special) // 2)
+        if len(q_ids) > q_room:
+            logger.debug("query truncated from %d to %d tokens", len(q_ids), q_room)
+            q_ids = q_ids[:q_room]
+        room = self.max_length - n_special - len(q_ids)
+        overlap = room // 4 if self.stride is None else min(self.stride, room // 2)
+        windows: list[_Window] = []
+        for j, ids in enumerate(p_ids):
+            windows.extend(_Window(j, s, min(s + room, len(ids))) for s in _window_starts(len(ids), room, overlap))
+        lengths = [n_special + len(q_ids) + w.end - w.start for w in windows]
+
+        def run(batch: list[_Window]) -> list[tuple[np.ndarray, float]]:
+            return self._forward(q_ids, [p_ids[w.passage][w.start:w.end] for w in batch])
+
+        results = run_sorted(windows, lengths, run, max_batch_size=self.batch_size,
+                             max_batch_tokens=self.max_batch_tokens)
+        sums = [np.zeros(len(ids), dtype=np.float64) for ids in p_ids]
+        counts = [np.zeros(len(ids), dtype=np.float64) for ids in p_ids]
+        ranks = np.full(len(texts), -np.inf)
+        for w, r in zip(windows, results, strict=True):
+            probs: np.ndarray = r[0]  # type: ignore[index]
+            rank: float = r[1]  # type: ignore[index]
+            sums[w.passage][w.start:w.end] += probs
+            counts[w.passage][w.start:w.end] += 1.0
+            ranks[w.passage] = max(ranks[w.passage], rank)
+        token_probs = [s / np.maximum(c, 1.0) for s, c in zip(sums, counts, strict=True)]
+        return token_probs, p_offsets, ranks
+
+    def _forward(self, q_ids: np.ndarray, pieces: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
+        encoded = [self.template.encode(q_ids, piece) for piece in pieces]
+        longest = max(len(ids) for ids, _, _ in encoded)
+        n = len(encoded)
+        input_ids = np.full((n, longest), self.template.pad_id, dtype=np.int64)
+        token_types = np.zeros((n, longest), dtype=np.int64)
+        mask = np.zeros((n, longest), dtype=np.int64)
+        for i, (ids, types, _) in enumerate(encoded):
+            input_ids[i, : len(ids)] = ids
+            token_types[i, : len(ids)] = types
+            mask[i, : len(ids)] = 1
+        dev = self.model.device
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(input_ids).to(dev), torch.from_numpy(mask).to(dev),
+                             torch.from_numpy(token_types).to(dev))
+            keep = torch.softmax(out.token_logits.float(), dim=-1)[..., 1].cpu().numpy()
+            ranks = out.rank_logits.float().cpu().numpy()
+        return [
+            (keep[i, start : start + len(piece)].astype(np.float64), float(ranks[i]))
+            for i, ((_, _, start), piece) in enumerate(zip(encoded, pieces, strict=True))
+        ]
+
+    # ----------------------------------------------------------------- pruning
+    def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
+        assert query is not None
+        work = [i for i, p in enumerate(passages) if not p.is_blank]
+        token_probs, offsets, ranks = self.score(query, [passages[i].text for i in work])
+        kept: list[tuple[float, int, Passage]] = []
+        dropped: list[Dropped] = []
+        for k, i in enumerate(work):
+            p = passages[i].with_score(self.name, float(ranks[k]))
+            units = p.units("sentence")
+            means = sentence_relevance(p, offsets[k], token_probs[k], units)
+            keep = means >= self.threshold
+            if not keep.any():
+                best = float(means.max()) if len(means) else 0.0
+                dropped.append(self._drop(p, f"no sentence reached threshold {self.threshold:g} "
+                                             f"(best sentence relevance {best:.3g})"))
+                continue
+            if self.always_keep_first:
+                keep[0] = True
+            if not keep.all():
+                p = p.with_spans([u for u, flag in zip(units, keep, strict=True) if flag])
+            kept.append((float(ranks[k]), i, p))
+        by_score = sorted(kept, key=lambda t: (-t[0], t[1]))
+        if self.top_k is not None:
+            for rank, t in enumerate(by_score[self.top_k :], start=self.top_k):
+                dropped.append(self._drop(t[2], f"rank {rank + 1} beyond top_k={self.top_k}"))
+            by_score = by_score[: self.top_k]
+        blanks = [(i, passages[i].with_score(self.name, None)) for i, p in enumerate(passages) if p.is_blank]
+        if self.reorder:
+            ordered = [t[2] for t in by_score] + [p for _, p in blanks]
+        else:
+            merged = [(t[1], t[2]) for t in by_score] + blanks
+            ordered = [p for _, p in sorted(merged, key=lambda t: t[0])]
+        if self.budget is not None:
+            fitted = self.budget.fit(ordered, self.counter, stage=self.name)
+            ordered = list(fitted.passages)
+            dropped.extend(fitted.dropped)
+        return StageOutput(tuple(ordered), tuple(dropped))

