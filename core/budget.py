@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .passage import Dropped, Passage, StageOutput
+from .runtime.validation import check_choice, check_int, check_number, check_rate
 from .text.tokens import TokenCounter
 
 __all__ = ["Budget", "allocate_tokens"]
@@ -41,21 +42,16 @@ class Budget:
     rank_bias: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.max_tokens is not None:
-            if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
-                raise TypeError("max_tokens must be an int")
-            if self.max_tokens < 0:
-                raise ValueError(f"max_tokens must be >= 0, got {self.max_tokens}")
-        if self.rate is not None and not (0.0 < self.rate <= 1.0):
-            raise ValueError(f"rate must be in (0, 1], got {self.rate}")
-        if self.threshold is not None and math.isnan(self.threshold):
-            raise ValueError("threshold must not be NaN")
-        if self.truncate is True:
-            object.__setattr__(self, "truncate", "sentence")
-        if self.truncate not in (False, "sentence", "word"):
-            raise ValueError(f"truncate must be 'sentence', 'word' or False, got {self.truncate!r}")
-        if not (0.0 <= self.rank_bias < 1.0):
-            raise ValueError(f"rank_bias must be in [0, 1), got {self.rank_bias}")
+        fields = {
+            "max_tokens": check_int("max_tokens", self.max_tokens, min=0, allow_none=True),
+            "rate": check_rate("rate", self.rate, allow_none=True),
+            "threshold": check_number("threshold", self.threshold, allow_none=True),
+            "truncate": check_choice("truncate", "sentence" if self.truncate is True else self.truncate,
+                                     (False, "sentence", "word")),
+            "rank_bias": check_number("rank_bias", self.rank_bias, min=0.0, max=1.0, max_inclusive=False),
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     @property
     def limits_tokens(self) -> bool:

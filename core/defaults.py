@@ -14,6 +14,7 @@ from typing import Any
 from .budget import Budget
 from .models import PRUNER_MINILM
 from .pipeline import Pipeline
+from .runtime.validation import check_int
 
 __all__ = ["DEFAULT_PRUNER_PATH", "default_pipeline", "default_pruner"]
 
@@ -24,11 +25,12 @@ DEFAULT_PRUNER_PATH: Path = PRUNER_MINILM
 def _as_budget(budget: int | Budget | None) -> Budget | None:
     if budget is None or isinstance(budget, Budget):
         return budget
-    if isinstance(budget, bool) or not isinstance(budget, int):
-        raise TypeError(f"budget must be None, an int (max tokens) or a Budget, got {type(budget).__name__}")
-    if budget < 0:
-        raise ValueError(f"budget must be >= 0 tokens, got {budget}")
-    return Budget(max_tokens=budget)
+    try:
+        tokens = check_int("budget", budget, min=0)
+    except TypeError:
+        raise TypeError(f"budget must be None, an int >= 0 (max tokens) or a Budget, "
+                        f"got {budget!r} ({type(budget).__name__})") from None
+    return Budget(max_tokens=tokens)
 
 
 def default_pruner(*, device: Any = "auto", threshold: float | None = None, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from .runtime.validation import check_choice, check_int
 from .text.offsets import OffsetMap
 from .text.segment import Span, merge_spans, render_spans, sentence_spans, word_spans
 
@@ -55,8 +56,7 @@ class Passage:
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise TypeError(f"Passage text must be str, got {type(self.text).__name__}")
-        if isinstance(self.index, bool) or not isinstance(self.index, int):
-            raise TypeError(f"Passage index must be int, got {type(self.index).__name__}")
+        object.__setattr__(self, "index", check_int("Passage index", self.index))
         if self.score is not None and not isinstance(self.score, (int, float)):
             raise TypeError(f"Passage score must be a number, got {type(self.score).__name__}")
         if self.original is None:
@@ -115,12 +115,8 @@ class Passage:
         Units that are whitespace only are left out.  Stages select among
         these and call :meth:`with_spans`.
         """
-        if level == "sentence":
-            segment = sentence_spans
-        elif level == "word":
-            segment = word_spans
-        else:
-            raise ValueError(f"level must be 'sentence' or 'word', got {level!r}")
+        check_choice("level", level, ("sentence", "word"))
+        segment = sentence_spans if level == "sentence" else word_spans
         assert self.original is not None
         out: list[Span] = []
         for a, b in self.spans or ():

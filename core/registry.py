@@ -18,8 +18,7 @@ _STAGES: dict[str, str] = {
     "llmlingua": "ragprune.stages.llmlingua:LLMLinguaCompressor",
     "longllmlingua": "ragprune.stages.longllmlingua:LongLLMLinguaCompressor",
     "selective-context": "ragprune.stages.selective_context:SelectiveContextCompressor",
-    "lexical-reranker": "ragprune.testing:LexicalReranker",
-    "fake-compressor": "ragprune.testing:FakeCompressor",
+    "top-n": "ragprune.stages.top_n:TopN",
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from .passage import BaseStage, Dropped, Passage, StageOutput
+from .runtime.validation import check_int, check_number, check_rate
 from .text.segment import word_spans
 
 __all__ = ["LexicalReranker", "FakeCompressor"]
@@ -28,10 +29,8 @@ class LexicalReranker(BaseStage):
     requires_query = True
 
     def __init__(self, *, top_n: int | None = None, threshold: float | None = None) -> None:
-        if top_n is not None and top_n < 0:
-            raise ValueError(f"top_n must be >= 0, got {top_n}")
-        self.top_n = top_n
-        self.threshold = threshold
+        self.top_n = check_int("top_n", top_n, min=0, allow_none=True)
+        self.threshold = check_number("threshold", threshold, allow_none=True)
 
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         q = _terms(query or "")
@@ -56,9 +55,7 @@ class FakeCompressor(BaseStage):
     name = "fake-compressor"
 
     def __init__(self, *, rate: float = 0.5) -> None:
-        if not 0.0 < rate <= 1.0:
-            raise ValueError(f"rate must be in (0, 1], got {rate}")
-        self.rate = rate
+        self.rate = check_rate("rate", rate)
 
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         out = []

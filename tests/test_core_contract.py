@@ -24,6 +24,7 @@ from ragprune import (
     sentence_spans,
     word_spans,
 )
+from ragprune.stages.top_n import TopN
 from ragprune.testing import FakeCompressor, LexicalReranker
 
 TEXTS = st.text(
@@ -351,7 +352,9 @@ def test_registry() -> None:
     assert "token-classifier" in ragprune.available_stages()
     with pytest.raises(ValueError, match="valid:"):
         ragprune.create_stage("nope")
-    assert isinstance(ragprune.create_stage("lexical-reranker", top_n=2), LexicalReranker)
+    assert isinstance(ragprune.create_stage("top-n", n=2), TopN)
+    # test doubles live in ragprune.testing, not in the production registry
+    assert not {"lexical-reranker", "fake-compressor"} & set(ragprune.available_stages())
 
 
 def test_import_is_light_and_offline() -> None:
@@ -375,3 +378,16 @@ def test_public_names_resolve() -> None:
         assert isinstance(ragprune.registry.stage_class(name), type), name
     with pytest.raises(AttributeError):
         ragprune.no_such_name  # noqa: B018
+
+
+def test_top_n_keeps_the_first_n_in_order_and_reports_the_rest() -> None:
+    passages = [Passage.from_text(t, i) for i, t in enumerate(["a", "b", "c", "d"])]
+    out = TopN(2).process(None, passages[::-1])
+    assert [p.index for p in out.passages] == [3, 2]
+    assert [(d.index, d.stage, d.reason) for d in out.dropped] == [(1, "top-n", "rank 3 beyond top_n=2"),
+                                                                    (0, "top-n", "rank 4 beyond top_n=2")]
+    assert TopN(0).apply(None, passages) == [] and len(TopN(9).apply(None, passages)) == 4
+    with pytest.raises(ValueError, match="n must be"):
+        TopN(-1)
+    with pytest.raises(TypeError, match="n must be"):
+        TopN(True)  # type: ignore[arg-type]

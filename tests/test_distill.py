@@ -316,9 +316,11 @@ def test_threshold_and_bad_input(student: Path, compressor: QueryTokenCompressor
         compressor.apply("  ", PASSAGES)
     with pytest.raises(TypeError):
         compressor.apply(q, [PASSAGES[0], 3])  # type: ignore[list-item]
-    for bad in (0.0, 1.5, -0.1, True):
+    for bad in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError):
             QueryTokenCompressor(student, rate=bad, device="cpu", local_files_only=True)
+    with pytest.raises(TypeError):  # a bool is the wrong type, not an out-of-range rate
+        QueryTokenCompressor(student, rate=True, device="cpu", local_files_only=True)
     with pytest.raises(ValueError):
         QueryTokenCompressor(student, threshold=float("nan"), device="cpu", local_files_only=True)
     with pytest.raises(ValueError):

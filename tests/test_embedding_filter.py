@@ -180,17 +180,17 @@ def test_passage_level_sorts_by_cosine_and_keeps_identity(encoder: BiEncoderMode
     assert stage.apply(QUERY, given_) == list(out.passages)
 
 
-def test_passage_level_threshold_top_k_and_budget(encoder: BiEncoderModel) -> None:
+def test_passage_level_threshold_top_n_and_budget(encoder: BiEncoderModel) -> None:
     ranked = EmbeddingFilter(encoder).apply(QUERY, TEXTS)
     cut = (ranked[2].score + ranked[3].score) / 2
     out = EmbeddingFilter(encoder, threshold=cut).process(QUERY, TEXTS)
     assert [p.index for p in out.passages] == [p.index for p in ranked[:3]]
     assert all("below threshold" in d.reason and d.score < cut for d in out.dropped)
 
-    out = EmbeddingFilter(encoder, top_k=2).process(QUERY, TEXTS)
+    out = EmbeddingFilter(encoder, top_n=2).process(QUERY, TEXTS)
     assert [p.index for p in out.passages] == [p.index for p in ranked[:2]]
     assert [d.index for d in out.dropped] == [p.index for p in ranked[2:]]
-    assert all("beyond top_k=2" in d.reason for d in out.dropped)
+    assert all("beyond top_n=2" in d.reason for d in out.dropped)
 
     counter = WordCounter()
     for budget in (0, 5, 9, 14, 100):
@@ -203,7 +203,7 @@ def test_passage_level_threshold_top_k_and_budget(encoder: BiEncoderModel) -> No
             better = [p for p in out.passages if p.score > d.score]
             assert sum(counter.count(p.text) for p in better) + counter.count(TEXTS[d.index]) > budget
 
-    out = EmbeddingFilter(encoder, threshold=cut, top_k=1, max_tokens=100).process(QUERY, TEXTS)
+    out = EmbeddingFilter(encoder, threshold=cut, top_n=1, max_tokens=100).process(QUERY, TEXTS)
     assert [p.index for p in out.passages] == [ranked[0].index]
 
 
@@ -222,7 +222,7 @@ def test_blank_passages(encoder: BiEncoderModel) -> None:
     out = EmbeddingFilter(encoder).process(QUERY, texts)
     assert [p.index for p in out.passages][-2:] == [0, 2]  # kept, ranked last, unscored
     assert [p.score for p in out.passages][-2:] == [None, None]
-    out = EmbeddingFilter(encoder, top_k=5).process(QUERY, texts)
+    out = EmbeddingFilter(encoder, top_n=5).process(QUERY, texts)
     assert sorted(p.index for p in out.passages) == [1, 3]
     assert sorted(d.index for d in out.dropped) == [0, 2] and all("blank" in d.reason for d in out.dropped)
     assert EmbeddingFilter(encoder, level="sentence").apply(QUERY, ["", " "]) == [
@@ -236,10 +236,10 @@ def test_sentence_level_is_extractive_and_in_order(encoder: BiEncoderModel) -> N
     passages = [Passage.from_text(DOC, 0, metadata={"m": 1}),
                 Passage.from_text("北京是中国的首都。北京是中国的首都。🎉 yes.", 1),
                 Passage.from_text(" ", 2), Passage.from_text(TEXTS[4], 3, score=0.5)]
-    for top_k in (1, 2, 3, 5, 100):
-        out = EmbeddingFilter(encoder, level="sentence", top_k=top_k).process(QUERY, passages)
+    for top_n in (1, 2, 3, 5, 100):
+        out = EmbeddingFilter(encoder, level="sentence", top_n=top_n).process(QUERY, passages)
         kept_sentences = sum(len(_kept_units(passages[p.index], p)) for p in out.passages)
-        assert kept_sentences <= top_k
+        assert kept_sentences <= top_n
         assert [p.index for p in out.passages] == sorted(p.index for p in out.passages)  # input order
         assert sorted([p.index for p in out.passages] + [d.index for d in out.dropped]) == [0, 1, 2, 3]
         for p in out.passages:
@@ -255,7 +255,7 @@ def test_sentence_level_scores_match_sentence_cosines(encoder: BiEncoderModel) -
     q = encoder.encode([QUERY])[0]
     cos = [_cos(q, encoder.encode([DOC[a:b]])[0]) for a, b in units]
     best = int(np.argmax(cos))
-    out = EmbeddingFilter(encoder, level="sentence", top_k=1).apply(QUERY, [p])
+    out = EmbeddingFilter(encoder, level="sentence", top_n=1).apply(QUERY, [p])
     assert len(out) == 1 and _kept_units(p, out[0]) == [units[best]]
     assert out[0].score == pytest.approx(cos[best], abs=1e-5) and out[0].original_score == 3.0
     # threshold keeps exactly the sentences above it, in their order
@@ -288,7 +288,7 @@ def test_one_encode_call_per_process(encoder: BiEncoderModel) -> None:
             return super().encode(texts)
 
     spy = Spy(encoder._st)
-    EmbeddingFilter(spy, level="sentence", top_k=3).apply(QUERY, [DOC, DOC, TEXTS[0], ""])
+    EmbeddingFilter(spy, level="sentence", top_n=3).apply(QUERY, [DOC, DOC, TEXTS[0], ""])
     assert calls == [1 + 5 + 5 + 1]  # the query and every sentence together
 
 
@@ -333,7 +333,7 @@ def test_stage_faiss_path_equals_numpy_path(encoder: BiEncoderModel, monkeypatch
     rng = np.random.default_rng(0)
     passages = [" ".join(rng.choice(words, size=rng.integers(3, 8))) + ". " + TEXTS[k % len(TEXTS)]
                 for k in range(160)]  # 320 sentences, many repeated
-    kwargs = dict(level="sentence", redundancy_threshold=0.97, top_k=150)
+    kwargs = dict(level="sentence", redundancy_threshold=0.97, top_n=150)
     slow = EmbeddingFilter(encoder, faiss_min_items=10**9, **kwargs).process(QUERY, passages)
     fast = EmbeddingFilter(encoder, faiss_min_items=256, **kwargs).process(QUERY, passages)
     assert used == [False, True]
@@ -357,8 +357,8 @@ def test_input_validation(encoder: BiEncoderModel) -> None:
     assert stage.apply(QUERY, []) == []
     with pytest.raises(ValueError, match="level"):
         EmbeddingFilter(encoder, level="word")
-    with pytest.raises(ValueError, match="top_k"):
-        EmbeddingFilter(encoder, top_k=-1)
+    with pytest.raises(ValueError, match="top_n"):
+        EmbeddingFilter(encoder, top_n=-1)
     with pytest.raises(ValueError, match="max_tokens"):
         EmbeddingFilter(encoder, max_tokens=-5)
     with pytest.raises(ValueError, match="redundancy_threshold"):
@@ -370,7 +370,7 @@ def test_input_validation(encoder: BiEncoderModel) -> None:
 def test_registry_threads_and_async(tiny_st_path: Path) -> None:
     import asyncio
 
-    stage = ragprune.create_stage("embedding-filter", model=str(tiny_st_path), level="sentence", top_k=4)
+    stage = ragprune.create_stage("embedding-filter", model=str(tiny_st_path), level="sentence", top_n=4)
     assert isinstance(stage, EmbeddingFilter)
     expected = stage.apply(QUERY, [DOC, *TEXTS])
     with ThreadPoolExecutor(4) as pool:
@@ -390,13 +390,13 @@ _piece = st.sampled_from(["the cat sat.", "paris is the capital of france.", "�
 @given(
     texts=st.lists(st.lists(_piece, max_size=5).map(" ".join), max_size=6),
     level=st.sampled_from(["passage", "sentence"]),
-    top_k=st.one_of(st.none(), st.integers(0, 6)),
+    top_n=st.one_of(st.none(), st.integers(0, 6)),
     max_tokens=st.one_of(st.none(), st.integers(0, 30)),
     redundancy=st.one_of(st.none(), st.floats(0.9, 1.0)),
 )
-def test_filter_properties(encoder: BiEncoderModel, texts: list[str], level: str, top_k: int | None,
+def test_filter_properties(encoder: BiEncoderModel, texts: list[str], level: str, top_n: int | None,
                            max_tokens: int | None, redundancy: float | None) -> None:
-    stage = EmbeddingFilter(encoder, level=level, top_k=top_k, max_tokens=max_tokens,
+    stage = EmbeddingFilter(encoder, level=level, top_n=top_n, max_tokens=max_tokens,
                             redundancy_threshold=redundancy)
     out = stage.process(QUERY, texts)
     assert sorted([p.index for p in out.passages] + [d.index for d in out.dropped]) == list(range(len(texts)))
@@ -405,10 +405,10 @@ def test_filter_properties(encoder: BiEncoderModel, texts: list[str], level: str
         assert p.original == texts[p.index]
     if max_tokens is not None:
         assert sum(WordCounter().count(p.text) for p in out.passages) <= max_tokens
-    if top_k is not None:
+    if top_n is not None:
         n = len(out.passages) if level == "passage" else sum(
             len(_kept_units(Passage.from_text(texts[p.index], p.index), p)) for p in out.passages)
-        assert n <= top_k
+        assert n <= top_n
 
 
 # --------------------------------------------------------------------------- the real MiniLM
@@ -418,7 +418,7 @@ def test_real_minilm_ranks_the_relevant_sentence_first(minilm_path: Path) -> Non
     model = BiEncoderModel(minilm_path)
     doc = ("The cat sat on the mat all afternoon. Paris is the capital and largest city of France. "
            "Stock prices fell sharply on Tuesday.")
-    out = EmbeddingFilter(model, level="sentence", top_k=1).apply("What is the capital of France?", [doc])
+    out = EmbeddingFilter(model, level="sentence", top_n=1).apply("What is the capital of France?", [doc])
     assert out[0].text.strip() == "Paris is the capital and largest city of France."
     emb = model.encode(["What is the capital of France?", "Paris is the capital and largest city of France.",
                         "The cat sat on the mat all afternoon."])

@@ -372,7 +372,7 @@ def test_ragprune_retriever_k_and_events() -> None:
     assert sum(d.metadata[METADATA_KEY]["tokens_after"] for d in out) <= 100
     ev = log.events[0]
     assert ev["source"] == "RagpruneRetriever"
-    assert {d["stage"] for d in ev["dropped"]} == {"k"}
+    assert {d["stage"] for d in ev["dropped"]} == {"top-n"}  # the core TopN stage caps at k
     assert sorted([d.metadata[METADATA_KEY]["index"] for d in out] + [d["index"] for d in ev["dropped"]]) == list(
         range(len(docs)))
     assert len(retriever.invoke(QUERY, k=2)) == 2

@@ -188,11 +188,11 @@ def test_budget_drops_are_reported(captured: list[RagpruneCompressionEvent]) -> 
 
 def test_missing_query_is_a_clear_value_error() -> None:
     pp = RagprunePostprocessor(pipeline())
-    with pytest.raises(ValueError, match="needs a query"):
+    with pytest.raises(ValueError, match="needs a non-empty query"):
         pp.postprocess_nodes(make_nodes())
-    with pytest.raises(ValueError, match="needs a query"):
+    with pytest.raises(ValueError, match="needs a non-empty query"):
         pp.postprocess_nodes(make_nodes(), query_str="   ")
-    with pytest.raises(ValueError, match="needs a query"):
+    with pytest.raises(ValueError, match="needs a non-empty query"):
         asyncio.run(pp.apostprocess_nodes(make_nodes()))
 
 
@@ -232,7 +232,7 @@ def test_documents_and_multimodal_text_nodes_and_duplicates() -> None:
 def test_as_pipeline_variants() -> None:
     pipe = pipeline()
     assert RagprunePostprocessor(pipe).pipeline is pipe
-    assert RagprunePostprocessor("fake-compressor").pipeline.stages[0].name == "fake-compressor"
+    assert RagprunePostprocessor("long-context-reorder").pipeline.stages[0].name == "long-context-reorder"
     nested = RagprunePostprocessor(pipe, budget=Budget(max_tokens=5)).pipeline
     assert nested.stages == (pipe,) and nested.budget == Budget(max_tokens=5)
     out = RagprunePostprocessor(pipe, budget=5).postprocess_nodes(make_nodes(), query_str="capital")
@@ -338,7 +338,7 @@ async def test_retriever_contract_sync_async(captured: list[RagpruneCompressionE
         "RagpruneRetriever._retrieve", "RagpruneRetriever._aretrieve"
     ]
     assert len(out) + len(captured[0].dropped) == len(nodes)
-    with pytest.raises(ValueError, match="needs a query"):
+    with pytest.raises(ValueError, match="needs a non-empty query"):
         retriever.retrieve("")
 
 

@@ -231,7 +231,7 @@ def test_no_query_and_bad_inputs(pruner: ProvencePruner, pruner_dir: Path) -> No
     with pytest.raises(ValueError):
         ProvencePruner(pruner_dir, threshold=float("nan"), device="cpu")
     with pytest.raises(ValueError):
-        ProvencePruner(pruner_dir, top_k=0, device="cpu")
+        ProvencePruner(pruner_dir, top_n=0, device="cpu")
     with pytest.raises(ValueError):
         ProvencePruner(pruner.model)  # a model object needs its tokenizer
 
@@ -293,15 +293,15 @@ def test_ranking_matches_one_at_a_time(pruner: ProvencePruner) -> None:
     assert [p.index for p in kept_order.apply(QUERY, PASSAGES)] == [0, 1, 2, 3]
 
 
-def test_top_k_and_blank_passages(pruner: ProvencePruner) -> None:
+def test_top_n_and_blank_passages(pruner: ProvencePruner) -> None:
     items = [*PASSAGES, "", "   \n "]
-    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, top_k=2).process(QUERY, items)
+    res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, top_n=2).process(QUERY, items)
     scored = [p for p in res.passages if p.score is not None]
     assert len(scored) == 2
     assert [p.index for p in res.passages[-2:]] == [4, 5]  # blanks pass through, last, unscored
     assert [p.text for p in res.passages[-2:]] == ["", "   \n "]
     assert sorted(d.index for d in res.dropped) == sorted(set(range(4)) - {p.index for p in scored})
-    assert all("top_k=2" in d.reason for d in res.dropped)
+    assert all("top_n=2" in d.reason for d in res.dropped)
     dropped_scores = [d.score for d in res.dropped]
     assert min(p.score for p in scored) >= max(dropped_scores)  # type: ignore[type-var]
     only_blank = pruner.process(QUERY, ["", " "])

@@ -101,9 +101,9 @@ def test_configuration_errors(tiny_encoders: tuple[Path, Path]) -> None:
     with pytest.raises(TypeError):
         SentenceSelector(LexicalScorer(), kind="bi-encoder", threshold=0.5)
     with pytest.raises(ValueError):
-        SentenceSelector(LexicalScorer(), top_k=0)
+        SentenceSelector(LexicalScorer(), top_n=0)
     with pytest.raises(ValueError):
-        SentenceSelector(LexicalScorer(), top_k=1, top_k_scope="document")
+        SentenceSelector(LexicalScorer(), top_n=1, top_n_scope="document")
     with pytest.raises(ValueError):
         SentenceSelector(LexicalScorer(), threshold=float("nan"))
     with pytest.raises(ValueError):
@@ -160,22 +160,22 @@ def test_threshold_semantics_identity_order() -> None:
     assert nothing.passages == () and len(nothing.dropped) == 4
 
 
-def test_top_k_per_passage_and_global() -> None:
+def test_top_n_per_passage_and_global() -> None:
     scores = unit_scores(PASSAGES)
-    res = SentenceSelector(LexicalScorer(), top_k=1).process(QUERY, PASSAGES)
+    res = SentenceSelector(LexicalScorer(), top_n=1).process(QUERY, PASSAGES)
     assert len(res.passages) == 4
     for p, s in zip(res.passages, scores, strict=True):
         best = Passage.from_text(PASSAGES[p.index], 0).units()[int(np.argmax(s))]
         assert p.spans == Passage.from_text(PASSAGES[p.index], 0).with_spans([best]).spans
-    glob = SentenceSelector(LexicalScorer(), top_k=2, top_k_scope="global").process(QUERY, PASSAGES)
+    glob = SentenceSelector(LexicalScorer(), top_n=2, top_n_scope="global").process(QUERY, PASSAGES)
     kept_units = sum(len(p.units()) for p in glob.passages)
     assert kept_units == 2
     flat = np.concatenate(scores)
     kept_scores = sorted(flat, reverse=True)[:2]
     assert min(kept_scores) >= sorted(flat, reverse=True)[2]
-    assert all("top_k=2 over all passages" in d.reason for d in glob.dropped)
-    # combined: threshold first, then top_k among survivors
-    both = SentenceSelector(LexicalScorer(), threshold=0.5, top_k=5, top_k_scope="global").process(QUERY, PASSAGES)
+    assert all("top_n=2 over all passages" in d.reason for d in glob.dropped)
+    # combined: threshold first, then top_n among survivors
+    both = SentenceSelector(LexicalScorer(), threshold=0.5, top_n=5, top_n_scope="global").process(QUERY, PASSAGES)
     assert sum(len(p.units()) for p in both.passages) == int((flat >= 0.5).sum())
 
 
@@ -224,10 +224,10 @@ def test_real_cross_encoder_path(tiny_encoders: tuple[Path, Path]) -> None:
     from ragprune.runtime.encoders import CrossEncoderModel
 
     ce, _ = tiny_encoders
-    sel = SentenceSelector(ce, kind="cross-encoder", top_k=2, device="cpu")
+    sel = SentenceSelector(ce, kind="cross-encoder", top_n=2, device="cpu")
     model = CrossEncoderModel(ce, device="cpu")
     res = sel.process(QUERY, PASSAGES)
-    again = SentenceSelector(model, top_k=2).process(QUERY, PASSAGES)
+    again = SentenceSelector(model, top_n=2).process(QUERY, PASSAGES)
     assert [(p.index, p.spans) for p in res.passages] == [(p.index, p.spans) for p in again.passages]
     for p in res.passages:
         src = Passage.from_text(PASSAGES[p.index], p.index)
@@ -244,7 +244,7 @@ def test_real_bi_encoder_path(tiny_encoders: tuple[Path, Path]) -> None:
     from ragprune.runtime.encoders import BiEncoderModel
 
     _, bi = tiny_encoders
-    sel = SentenceSelector(bi, kind="bi-encoder", threshold=0.0, top_k=1, device="cpu")
+    sel = SentenceSelector(bi, kind="bi-encoder", threshold=0.0, top_n=1, device="cpu")
     res = sel.process(QUERY, [*PASSAGES, ""])
     assert [p.index for p in res.passages] == [0, 1, 2, 3, 4]
     enc = BiEncoderModel(bi, device="cpu")
@@ -261,22 +261,22 @@ def test_real_bi_encoder_path(tiny_encoders: tuple[Path, Path]) -> None:
     texts=st.lists(st.text(alphabet=st.sampled_from(list("the capital of france paris. 北京。 \n!?")), max_size=80),
                    min_size=1, max_size=5),
     threshold=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0)),
-    top_k=st.one_of(st.none(), st.integers(min_value=1, max_value=4)),
+    top_n=st.one_of(st.none(), st.integers(min_value=1, max_value=4)),
     scope=st.sampled_from(["passage", "global"]),
     cap=st.one_of(st.none(), st.integers(min_value=0, max_value=30)),
     window=st.integers(min_value=0, max_value=2),
 )
-def test_property_invariants(texts: list[str], threshold: Any, top_k: Any, scope: str, cap: Any, window: int) -> None:
-    if threshold is None and top_k is None and cap is None:
+def test_property_invariants(texts: list[str], threshold: Any, top_n: Any, scope: str, cap: Any, window: int) -> None:
+    if threshold is None and top_n is None and cap is None:
         threshold = 0.5
-    sel = SentenceSelector(LexicalScorer(), threshold=threshold, top_k=top_k, top_k_scope=scope, max_tokens=cap,
+    sel = SentenceSelector(LexicalScorer(), threshold=threshold, top_n=top_n, top_n_scope=scope, max_tokens=cap,
                            context_window=window)
     res = sel.process(QUERY, texts)
     assert sorted([p.index for p in res.passages] + [d.index for d in res.dropped]) == list(range(len(texts)))
     assert [p.index for p in res.passages] == sorted(p.index for p in res.passages)
     for p in res.passages:
         check_extractive(p)
-        if not p.is_blank and top_k is not None and scope == "passage":
-            assert len(p.units()) <= top_k or len(Passage.from_text(texts[p.index], 0).units()) <= top_k
+        if not p.is_blank and top_n is not None and scope == "passage":
+            assert len(p.units()) <= top_n or len(Passage.from_text(texts[p.index], 0).units()) <= top_n
     if cap is not None:
         assert sum(WordCounter().count(p.text) for p in res.passages if not p.is_blank) <= cap

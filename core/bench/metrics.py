@@ -48,6 +48,7 @@ from typing import Union
 
 import numpy as np
 
+from ..runtime.validation import check_rate
 from ..text.segment import Span, render_spans
 from ..text.tokens import TokenCounter
 from ..training.datasets import QACase
@@ -166,8 +167,7 @@ def case_metrics(case: QACase, outputs: Sequence[Kept], counter: TokenCounter, *
                  min_coverage: float = 0.9, answerable: bool | None = None,
                  tokens_before: int | None = None) -> CaseMetrics:
     """Metrics of one method's ``outputs`` (one ``Kept`` per passage) on ``case``."""
-    if not 0.0 < min_coverage <= 1.0:
-        raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}")
+    min_coverage = check_rate("min_coverage", min_coverage)
     texts = kept_texts(case, outputs)
     if tokens_before is None:
         tokens_before = sum(counter.count_many([t for _, t in case.passages]))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..passage import Passage
+from ..runtime.validation import check_rate
 from ..text.tokens import TokenCounter, get_counter
 from ..training.datasets import QACase
 from .methods import BaseMethod, MethodUnavailable, PlainMethod, ScoredMethod
@@ -213,8 +214,7 @@ def run_bench(cases: Sequence[QACase], methods: Sequence[BaseMethod], *, counter
             logger.debug("preload: %s is not installed", name)
     if not cases:
         raise ValueError("no cases to run")
-    if not 0.0 < min_coverage <= 1.0:
-        raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}")
+    min_coverage = check_rate("min_coverage", min_coverage)
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")

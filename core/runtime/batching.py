@@ -7,6 +7,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from .validation import check_int
+
 __all__ = ["length_sorted_batches", "run_sorted"]
 
 T = TypeVar("T")
@@ -22,10 +24,8 @@ def length_sorted_batches(
     (``len(batch) * longest``), so memory stays flat however many items come
     in.  An item longer than ``max_batch_tokens`` gets a batch of its own.
     """
-    if max_batch_size < 1:
-        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-    if max_batch_tokens is not None and max_batch_tokens < 1:
-        raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+    max_batch_size = check_int("max_batch_size", max_batch_size, min=1)
+    max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
     batches: list[list[int]] = []
     current: list[int] = []

@@ -33,6 +33,7 @@ from ..text.segment import Span
 from ..text.tokens import TokenCounter, WordCounter
 from .batching import run_sorted
 from .loading import require_models
+from .validation import check_int
 
 require_models("ragprune.runtime.causal_lm")
 
@@ -40,7 +41,6 @@ __all__ = [
     "CausalLMScorer",
     "TokenScores",
     "as_scorer",
-    "check_rate",
     "group_spans",
     "token_targets",
     "select_units",
@@ -115,11 +115,10 @@ class CausalLMScorer:
         batch_size: int = 16,
         max_batch_tokens: int = 2048,
     ) -> None:
-        for name, value in (("window", window), ("batch_size", batch_size), ("max_batch_tokens", max_batch_tokens)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if max_context is not None and (not isinstance(max_context, int) or max_context < 16):
-            raise ValueError(f"max_context must be an int >= 16, got {max_context!r}")
+        window = check_int("window", window, min=1)
+        batch_size = check_int("batch_size", batch_size, min=1)
+        max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1)
+        max_context = check_int("max_context", max_context, min=16, allow_none=True)
         from transformers import AutoModelForCausalLM
 
         from .loading import load_model, load_tokenizer
@@ -374,20 +373,6 @@ def as_scorer(scorer: Any, **kwargs: Any) -> CausalLMScorer:
             raise ValueError(f"scorer options {sorted(kwargs)} need a model path, not a CausalLMScorer")
         return scorer
     return CausalLMScorer(scorer, **kwargs)
-
-
-def check_rate(rate: float | None, target_tokens: int | None) -> None:
-    """Validate a keep rate in (0, 1] and a token target >= 0."""
-    if rate is not None:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 < rate <= 1.0):
-            raise ValueError(f"rate must be in (0, 1], got {rate!r}")
-    if target_tokens is not None:
-        if isinstance(target_tokens, bool) or not isinstance(target_tokens, int):
-            raise TypeError(f"target_tokens must be an int, got {type(target_tokens).__name__}")
-        if target_tokens < 0:
-            raise ValueError(f"target_tokens must be >= 0, got {target_tokens}")
-    if rate is None and target_tokens is None:
-        raise ValueError("give rate or target_tokens (or both)")
 
 
 def total_target(total: int, rate: float | None, target_tokens: int | None) -> int:

@@ -37,6 +37,7 @@ import numpy as np
 
 from .batching import length_sorted_batches
 from .loading import ModelLoadError, _load, load_model, load_tokenizer, require_models, resolve_device, resolve_dtype
+from .validation import check_choice, check_int
 
 require_models("ragprune.runtime.encoders")
 
@@ -63,15 +64,6 @@ def _check_texts(texts: object, argument: str) -> list[str]:
         if not isinstance(t, str):
             raise TypeError(f"{argument}[{i}] must be str, got {type(t).__name__}")
     return out
-
-
-def _check_positive_int(value: object, name: str, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def _position_limit(config: Any) -> int | None:
@@ -227,13 +219,10 @@ class CrossEncoderModel:
         activation: str = "auto",
         max_batch_tokens: int | None = None,
     ) -> None:
-        _check_positive_int(batch_size, "batch_size")
-        _check_positive_int(max_length, "max_length", allow_none=True)
-        _check_positive_int(max_batch_tokens, "max_batch_tokens", allow_none=True)
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}; got {activation!r}")
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
+        self.batch_size = check_int("batch_size", batch_size, min=1)
+        max_length = check_int("max_length", max_length, min=1, allow_none=True)
+        self.max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
+        check_choice("activation", activation, _ACTIVATIONS)
         self._lock = threading.Lock()
         saved_activation: str | None = None
         saved_max_length: int | None = None
@@ -426,9 +415,8 @@ class BiEncoderModel:
         tokenizer: Any = None,
         max_length: int | None = None,
     ) -> None:
-        _check_positive_int(batch_size, "batch_size")
-        _check_positive_int(max_length, "max_length", allow_none=True)
-        self.batch_size = batch_size
+        self.batch_size = check_int("batch_size", batch_size, min=1)
+        max_length = check_int("max_length", max_length, min=1, allow_none=True)
         self.normalize = bool(normalize)
         self._lock = threading.Lock()
         self._st: Any = None

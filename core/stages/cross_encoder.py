@@ -9,26 +9,9 @@ import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.encoders import CrossEncoderModel
+from ..runtime.validation import check_int, check_number
 
 __all__ = ["CrossEncoderReranker"]
-
-
-def check_top(value: object, name: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-
-
-def check_threshold(value: object, name: str = "threshold") -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
 
 
 class CrossEncoderReranker(BaseStage):
@@ -71,10 +54,8 @@ class CrossEncoderReranker(BaseStage):
         activation: str = "auto",
         tokenizer: Any = None,
     ) -> None:
-        check_top(top_n, "top_n")
-        check_threshold(threshold)
-        self.top_n = top_n
-        self.threshold = None if threshold is None else float(threshold)
+        self.top_n = check_int("top_n", top_n, min=0, allow_none=True)
+        self.threshold = check_number("threshold", threshold, allow_none=True)
         if isinstance(model, CrossEncoderModel):
             self.model = model
         else:

@@ -2,7 +2,7 @@
 
 Selection (all optional, combinable) runs best-first over the items
 (passages, or sentences of all passages): ``threshold`` on cosine similarity,
-``top_k`` items, and a ``max_tokens`` budget counted with a token counter.
+``top_n`` items, and a ``max_tokens`` budget counted with a token counter.
 ``redundancy_threshold`` skips an item whose cosine with an item already kept
 reaches it, so the higher-scored of two near-duplicates is the one kept.
 """
@@ -18,9 +18,9 @@ import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.encoders import BiEncoderModel
+from ..runtime.validation import check_choice, check_int, check_number, renamed
 from ..text.segment import Span
 from ..text.tokens import get_counter
-from .cross_encoder import check_threshold, check_top
 
 __all__ = ["EmbeddingFilter", "near_duplicate_pairs"]
 
@@ -101,7 +101,7 @@ class EmbeddingFilter(BaseStage):
 
     Selection runs best-first over all items of the call: an item is skipped
     when it is a near-duplicate of an item already kept (cosine >=
-    ``redundancy_threshold``), below ``threshold``, beyond ``top_k`` kept items,
+    ``redundancy_threshold``), below ``threshold``, beyond ``top_n`` kept items,
     or does not fit in what is left of ``max_tokens`` (later, shorter items may
     still fit).  Blank passages are never embedded; they pass through
     unchanged when no selection criterion is set, and are dropped with a
@@ -113,7 +113,7 @@ class EmbeddingFilter(BaseStage):
             accepts (a local directory, a hub id, a loaded model).
         level: ``"passage"`` or ``"sentence"``.
         threshold: minimum cosine similarity with the query.
-        top_k: keep at most this many items (passages or sentences).
+        top_n: keep at most this many items (passages or sentences).
         max_tokens: token budget for the kept items, counted with ``counter``.
         counter: token counter spec for :func:`ragprune.get_counter`
             (default: words).
@@ -123,6 +123,8 @@ class EmbeddingFilter(BaseStage):
             this many items (numpy below; same answer).
         batch_size, device, dtype, local_files_only: passed to
             :class:`BiEncoderModel` when ``model`` is not one already.
+        top_k: deprecated name of ``top_n`` (accepted for one release, with a
+            ``DeprecationWarning``).
     """
 
     name = "embedding-filter"
@@ -134,7 +136,7 @@ class EmbeddingFilter(BaseStage):
         *,
         level: str = "passage",
         threshold: float | None = None,
-        top_k: int | None = None,
+        top_n: int | None = None,
         max_tokens: int | None = None,
         counter: Any = None,
         redundancy_threshold: float | None = None,
@@ -143,23 +145,17 @@ class EmbeddingFilter(BaseStage):
         device: Any = "auto",
         dtype: Any = "auto",
         local_files_only: bool = False,
+        top_k: int | None = None,
     ) -> None:
-        if level not in _LEVELS:
-            raise ValueError(f"level must be one of {', '.join(_LEVELS)}; got {level!r}")
-        check_threshold(threshold)
-        check_top(top_k, "top_k")
-        check_top(max_tokens, "max_tokens")
-        check_top(faiss_min_items, "faiss_min_items")
-        check_threshold(redundancy_threshold, "redundancy_threshold")
-        if redundancy_threshold is not None and not -1.0 <= redundancy_threshold <= 1.0:
-            raise ValueError(f"redundancy_threshold is a cosine in [-1, 1], got {redundancy_threshold}")
-        self.level = level
-        self.threshold = None if threshold is None else float(threshold)
-        self.top_k = top_k
-        self.max_tokens = max_tokens
+        top_n = renamed("top_k", top_k, "top_n", top_n)
+        self.level = check_choice("level", level, _LEVELS)
+        self.threshold = check_number("threshold", threshold, allow_none=True)
+        self.top_n = check_int("top_n", top_n, min=0, allow_none=True)
+        self.max_tokens = check_int("max_tokens", max_tokens, min=0, allow_none=True)
+        self.faiss_min_items = check_int("faiss_min_items", faiss_min_items, min=0)
+        self.redundancy_threshold = check_number("redundancy_threshold", redundancy_threshold, min=-1.0, max=1.0,
+                                                 allow_none=True)
         self.counter = get_counter(counter)
-        self.redundancy_threshold = None if redundancy_threshold is None else float(redundancy_threshold)
-        self.faiss_min_items = faiss_min_items
         if isinstance(model, BiEncoderModel):
             self.model = model
         else:
@@ -168,12 +164,12 @@ class EmbeddingFilter(BaseStage):
 
     def __repr__(self) -> str:
         return (f"EmbeddingFilter({self.model!r}, level={self.level!r}, threshold={self.threshold}, "
-                f"top_k={self.top_k}, max_tokens={self.max_tokens}, "
+                f"top_n={self.top_n}, max_tokens={self.max_tokens}, "
                 f"redundancy_threshold={self.redundancy_threshold})")
 
     @property
     def _selects(self) -> bool:
-        return self.threshold is not None or self.top_k is not None or self.max_tokens is not None
+        return self.threshold is not None or self.top_n is not None or self.max_tokens is not None
 
     # ------------------------------------------------------------------ core
 
@@ -226,8 +222,8 @@ class EmbeddingFilter(BaseStage):
                 reasons[i] = self._duplicate_reason(items, match, passages)
             elif self.threshold is not None and not s >= self.threshold:
                 reasons[i] = f"similarity {s:.4g} below threshold {self.threshold:g}"
-            elif self.top_k is not None and n_kept >= self.top_k:
-                reasons[i] = f"rank {int(rank[i]) + 1} beyond top_k={self.top_k}"
+            elif self.top_n is not None and n_kept >= self.top_n:
+                reasons[i] = f"rank {int(rank[i]) + 1} beyond top_n={self.top_n}"
             elif counts is not None and self.max_tokens is not None and used + counts[i] > self.max_tokens:
                 reasons[i] = f"over token budget ({self.max_tokens} tokens)"
             else:

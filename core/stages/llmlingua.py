@@ -27,12 +27,12 @@ from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.causal_lm import (
     CausalLMScorer,
     as_scorer,
-    check_rate,
     select_units,
     token_targets,
     unit_counts,
     unit_scores,
 )
+from ..runtime.validation import check_int, check_number, check_rate
 from ..text.offsets import OffsetMap
 from ..text.segment import Span, merge_spans, render_spans
 from ..text.tokens import TokenCounter, get_counter
@@ -90,20 +90,18 @@ class LLMLinguaCompressor(BaseStage):
         counter: Any = None,
         **scorer_options: Any,
     ) -> None:
-        check_rate(rate, target_tokens)
+        rate = check_rate("rate", rate, allow_none=True)
+        target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
+        if rate is None and target_tokens is None:
+            raise ValueError("give rate or target_tokens (or both)")
         if instruction is not None and not isinstance(instruction, str):
-            raise TypeError(f"instruction must be str or None, got {type(instruction).__name__}")
-        if not isinstance(coarse_factor, (int, float)) or not coarse_factor >= 1.0:
-            raise ValueError(f"coarse_factor must be >= 1, got {coarse_factor!r}")
-        for name, value in (("segment_tokens", segment_tokens), ("context_segments", context_segments)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            raise TypeError(f"instruction must be str or None, got {instruction!r} ({type(instruction).__name__})")
         self.rate = rate
         self.target_tokens = target_tokens
         self.instruction = instruction or None
-        self.coarse_factor = float(coarse_factor)
-        self.segment_tokens = segment_tokens
-        self.context_segments = context_segments
+        self.coarse_factor = check_number("coarse_factor", coarse_factor, min=1.0)
+        self.segment_tokens = check_int("segment_tokens", segment_tokens, min=1)
+        self.context_segments = check_int("context_segments", context_segments, min=1)
         self.counter: TokenCounter = get_counter(counter)
         self.scorer: CausalLMScorer = as_scorer(scorer, **scorer_options)
 

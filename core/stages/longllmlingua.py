@@ -25,12 +25,12 @@ from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.causal_lm import (
     CausalLMScorer,
     as_scorer,
-    check_rate,
     select_units,
     total_target,
     unit_counts,
     unit_scores,
 )
+from ..runtime.validation import check_int, check_number, check_rate
 from ..text.tokens import TokenCounter, get_counter
 
 __all__ = ["LongLLMLinguaCompressor"]
@@ -71,17 +71,19 @@ class LongLLMLinguaCompressor(BaseStage):
         counter: Any = None,
         **scorer_options: Any,
     ) -> None:
-        check_rate(rate, target_tokens)
-        if not isinstance(rank_bias, (int, float)) or not (0.0 <= rank_bias < 1.0):
-            raise ValueError(f"rank_bias must be in [0, 1), got {rank_bias!r}")
-        if not isinstance(coarse_factor, (int, float)) or not coarse_factor >= 1.0:
-            raise ValueError(f"coarse_factor must be >= 1, got {coarse_factor!r}")
-        if not isinstance(question_template, str) or "{question}" not in question_template:
-            raise ValueError("question_template must be a str containing '{question}'")
+        rate = check_rate("rate", rate, allow_none=True)
+        target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
+        if rate is None and target_tokens is None:
+            raise ValueError("give rate or target_tokens (or both)")
+        if not isinstance(question_template, str):
+            raise TypeError(f"question_template must be a str containing '{{question}}', "
+                            f"got {question_template!r} ({type(question_template).__name__})")
+        if "{question}" not in question_template:
+            raise ValueError(f"question_template must be a str containing '{{question}}', got {question_template!r}")
         self.rate = rate
         self.target_tokens = target_tokens
-        self.rank_bias = float(rank_bias)
-        self.coarse_factor = float(coarse_factor)
+        self.rank_bias = check_number("rank_bias", rank_bias, min=0.0, max=1.0, max_inclusive=False)
+        self.coarse_factor = check_number("coarse_factor", coarse_factor, min=1.0)
         self.reorder = bool(reorder)
         self.question_template = question_template
         self.counter: TokenCounter = get_counter(counter)

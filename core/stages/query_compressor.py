@@ -23,7 +23,6 @@ is dropped (and reported).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -31,7 +30,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
-from ..runtime.causal_lm import TokenScores, check_rate, select_units, token_targets, unit_counts, unit_scores
+from ..runtime.causal_lm import TokenScores, select_units, token_targets, unit_counts, unit_scores
+from ..runtime.validation import check_int, check_number, check_rate
 from ..text.segment import Span
 from ..text.tokens import TokenCounter, get_counter
 
@@ -77,19 +77,18 @@ class QueryTokenCompressor(BaseStage):
         local_files_only: bool = False,
         revision: str | None = None,
     ) -> None:
-        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                      or math.isnan(threshold)):
-            raise ValueError(f"threshold must be a number, got {threshold!r}")
-        if threshold is None or rate is not None or target_tokens is not None:
-            check_rate(rate, target_tokens)
-        if isinstance(rank_bias, bool) or not isinstance(rank_bias, (int, float)) or not 0.0 <= rank_bias < 1.0:
-            raise ValueError(f"rank_bias must be in [0, 1), got {rank_bias!r}")
+        threshold = check_number("threshold", threshold, allow_none=True)
+        rate = check_rate("rate", rate, allow_none=True)
+        target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
+        if rate is None and target_tokens is None and threshold is None:
+            raise ValueError("give rate, target_tokens or threshold (or several)")
+        rank_bias = check_number("rank_bias", rank_bias, min=0.0, max=1.0, max_inclusive=False)
         from .provence import ProvencePruner
 
         self.rate = rate
         self.target_tokens = target_tokens
-        self.threshold = None if threshold is None else float(threshold)
-        self.rank_bias = float(rank_bias)
+        self.threshold = threshold
+        self.rank_bias = rank_bias
         self.counter: TokenCounter = get_counter(counter)
         self.scorer = ProvencePruner(model, tokenizer=tokenizer, max_length=max_length, stride=stride,
                                      batch_size=batch_size, max_batch_tokens=max_batch_tokens, device=device,

@@ -17,13 +17,13 @@ from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.causal_lm import (
     CausalLMScorer,
     as_scorer,
-    check_rate,
     group_spans,
     select_units,
     token_targets,
     unit_counts,
     unit_scores,
 )
+from ..runtime.validation import check_choice, check_int, check_rate
 from ..text.segment import Span
 from ..text.tokens import TokenCounter, WordCounter, get_counter
 
@@ -96,15 +96,14 @@ class SelectiveContextCompressor(BaseStage):
         max_phrase_words: int = 4,
         **scorer_options: Any,
     ) -> None:
-        if level not in _LEVELS:
-            raise ValueError(f"level must be one of {', '.join(_LEVELS)}; got {level!r}")
-        check_rate(rate, target_tokens)
-        if isinstance(max_phrase_words, bool) or not isinstance(max_phrase_words, int) or max_phrase_words < 1:
-            raise ValueError(f"max_phrase_words must be a positive int, got {max_phrase_words!r}")
-        self.level = level
+        self.level = check_choice("level", level, _LEVELS)
+        rate = check_rate("rate", rate, allow_none=True)
+        target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
+        if rate is None and target_tokens is None:
+            raise ValueError("give rate or target_tokens (or both)")
         self.rate = rate
         self.target_tokens = target_tokens
-        self.max_phrase_words = max_phrase_words
+        self.max_phrase_words = check_int("max_phrase_words", max_phrase_words, min=1)
         self.counter: TokenCounter = get_counter(counter)
         self.scorer: CausalLMScorer = as_scorer(scorer, **scorer_options)
 

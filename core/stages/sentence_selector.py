@@ -4,7 +4,7 @@ Each sentence of each passage is scored against the query (RECOMP / EXIT
 style), optionally together with its neighbours: with ``context_window=k`` the
 text scored is the sentence with up to ``k`` sentences of the same passage on
 each side, as EXIT does.  Sentences are then kept by a score threshold, a
-top-k (per passage or over all passages) and/or a token budget; kept
+top-n (per passage or over all passages) and/or a token budget; kept
 sentences stay in their original order, passages stay in input order, and a
 passage left with no sentence is dropped and reported.
 
@@ -13,7 +13,6 @@ All sentences of all passages are scored in one batched call.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
+from ..runtime.validation import check_choice, check_int, check_number, renamed
 from ..text.segment import Span, render_spans
 from ..text.tokens import TokenCounter, get_counter
 
@@ -32,16 +32,17 @@ _SCOPES = ("passage", "global")
 
 def _make_scorer(scorer: Any, kind: str | None, options: dict[str, Any]) -> tuple[Any, str]:
     if isinstance(scorer, (str, os.PathLike)):
-        if kind not in SCORER_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(SCORER_KINDS)} when scorer is a path; got {kind!r}")
+        if kind is None:
+            raise ValueError(f"kind must be one of {', '.join(SCORER_KINDS)} when scorer is a path; got None")
+        check_choice("kind", kind, SCORER_KINDS)
         from ..runtime.encoders import BiEncoderModel, CrossEncoderModel
 
         cls = CrossEncoderModel if kind == "cross-encoder" else BiEncoderModel
         return cls(scorer, **options), kind
     if options:
         raise ValueError(f"{', '.join(sorted(options))} only apply when scorer is a path")
-    if kind is not None and kind not in SCORER_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(SCORER_KINDS)}; got {kind!r}")
+    if kind is not None:
+        check_choice("kind", kind, SCORER_KINDS)
     if kind is None:
         if hasattr(scorer, "score_pairs"):
             kind = "cross-encoder"
@@ -66,8 +67,8 @@ class SentenceSelector(BaseStage):
         kind: ``"cross-encoder"`` or ``"bi-encoder"`` (required with a path).
         threshold: keep sentences scoring at least this (cross-encoder:
             its activation's scale, sigmoid by default; bi-encoder: cosine).
-        top_k: keep at most this many sentences, per passage
-            (``top_k_scope="passage"``) or over all passages (``"global"``).
+        top_n: keep at most this many sentences, per passage
+            (``top_n_scope="passage"``) or over all passages (``"global"``).
         max_tokens: keep the best sentences whose total (counted with
             ``counter``) fits in this many tokens.
         counter: token counter for ``max_tokens`` (see :func:`get_counter`).
@@ -75,8 +76,10 @@ class SentenceSelector(BaseStage):
             each side.
         device, dtype, local_files_only, batch_size, max_length: passed to the
             scorer built from a path.
+        top_k, top_k_scope: deprecated names of ``top_n`` and ``top_n_scope``
+            (accepted for one release, with a ``DeprecationWarning``).
 
-    At least one of ``threshold``, ``top_k`` and ``max_tokens`` is required;
+    At least one of ``threshold``, ``top_n`` and ``max_tokens`` is required;
     they combine (a sentence must pass all that are set).  Ties keep the
     earlier sentence.  Blank passages pass through unchanged; passage scores
     are not changed.
@@ -91,38 +94,30 @@ class SentenceSelector(BaseStage):
         *,
         kind: str | None = None,
         threshold: float | None = None,
-        top_k: int | None = None,
-        top_k_scope: str = "passage",
+        top_n: int | None = None,
+        top_n_scope: str = "passage",
         max_tokens: int | None = None,
         counter: Any = None,
         context_window: int = 0,
+        top_k: int | None = None,
+        top_k_scope: str | None = None,
         **scorer_options: Any,
     ) -> None:
-        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                      or math.isnan(threshold)):
-            raise ValueError(f"threshold must be a number, got {threshold!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
-        if top_k_scope not in _SCOPES:
-            raise ValueError(f"top_k_scope must be one of {', '.join(_SCOPES)}; got {top_k_scope!r}")
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                       or max_tokens < 0):
-            raise ValueError(f"max_tokens must be an int >= 0, got {max_tokens!r}")
-        if isinstance(context_window, bool) or not isinstance(context_window, int) or context_window < 0:
-            raise ValueError(f"context_window must be an int >= 0, got {context_window!r}")
-        if threshold is None and top_k is None and max_tokens is None:
-            raise ValueError("set at least one of threshold, top_k, max_tokens")
+        top_n = renamed("top_k", top_k, "top_n", top_n)
+        top_n_scope = renamed("top_k_scope", top_k_scope, "top_n_scope", top_n_scope, default="passage")
+        self.threshold = check_number("threshold", threshold, allow_none=True)
+        self.top_n = check_int("top_n", top_n, min=1, allow_none=True)
+        self.top_n_scope = check_choice("top_n_scope", top_n_scope, _SCOPES)
+        self.max_tokens = check_int("max_tokens", max_tokens, min=0, allow_none=True)
+        self.context_window = check_int("context_window", context_window, min=0)
+        if threshold is None and top_n is None and max_tokens is None:
+            raise ValueError("set at least one of threshold, top_n, max_tokens")
         allowed = {"device", "dtype", "local_files_only", "batch_size", "max_length"}
         unknown = set(scorer_options) - allowed
         if unknown:
             raise TypeError(f"unexpected arguments: {', '.join(sorted(unknown))}")
         self.scorer, self.kind = _make_scorer(scorer, kind, scorer_options)
-        self.threshold = None if threshold is None else float(threshold)
-        self.top_k = top_k
-        self.top_k_scope = top_k_scope
-        self.max_tokens = max_tokens
         self.counter: TokenCounter = get_counter(counter)
-        self.context_window = context_window
 
     # ----------------------------------------------------------------- scoring
     def score_texts(self, query: str, texts: Sequence[str]) -> np.ndarray:
@@ -156,16 +151,16 @@ class SentenceSelector(BaseStage):
         texts = [t for p, u in zip(passages, units, strict=True) if u for t in self._context_texts(p, u)]
         scores = self.score_texts(query, texts)
         n = len(scores)
-        # Why a sentence was left out: 0 kept, 1 threshold, 2 top_k, 3 budget.
+        # Why a sentence was left out: 0 kept, 1 threshold, 2 top_n, 3 budget.
         why = np.zeros(n, dtype=np.int64)
         if self.threshold is not None:
             why[scores < self.threshold] = 1
         # Best first; ties keep the earlier sentence (stable sort on -score).
         order = np.argsort(-scores, kind="stable")
-        if self.top_k is not None:
+        if self.top_n is not None:
             alive = order[why[order] == 0]
-            if self.top_k_scope == "global":
-                why[alive[self.top_k :]] = 2
+            if self.top_n_scope == "global":
+                why[alive[self.top_n :]] = 2
             else:
                 # rank of each surviving sentence within its passage, in score order
                 own = owner[alive]
@@ -174,7 +169,7 @@ class SentenceSelector(BaseStage):
                 first = np.searchsorted(sorted_own, sorted_own, side="left")
                 rank = np.empty(len(alive), dtype=np.int64)
                 rank[by_owner] = np.arange(len(alive)) - first
-                why[alive[rank >= self.top_k]] = 2
+                why[alive[rank >= self.top_n]] = 2
         if self.max_tokens is not None:
             why = self._fit_budget(passages, units, owner, scores, order, why)
         kept: list[Passage] = []
@@ -227,6 +222,6 @@ class SentenceSelector(BaseStage):
         if code == 1:
             return f"no sentence scored >= threshold {self.threshold:g} (best {best:.4g})"
         if code == 2:
-            scope = "" if self.top_k_scope == "passage" else " over all passages"
-            return f"no sentence among the top_k={self.top_k}{scope}"
+            scope = "" if self.top_n_scope == "passage" else " over all passages"
+            return f"no sentence among the top_n={self.top_n}{scope}"
         return f"no sentence fit the token budget ({self.max_tokens} tokens)"

@@ -55,6 +55,7 @@ import numpy as np
 from ..budget import Budget, allocate_tokens
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.loading import require_models
+from ..runtime.validation import check_choice, check_int, check_number, check_rate
 from ..text.tokens import TiktokenCounter, TokenCounter, WordCounter, get_counter
 
 require_models("ragprune.stages.token_classifier")
@@ -224,21 +225,9 @@ class TokenClassifierCompressor(BaseStage):
             rate = budget.rate
         if target_tokens is None and budget is not None:
             target_tokens = budget.max_tokens
-        if rate is not None:
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-                raise TypeError(f"rate must be a number, got {type(rate).__name__}")
-            if not 0.0 < rate <= 1.0:
-                raise ValueError(f"rate must be in (0, 1], got {rate}")
-        if target_tokens is not None:
-            if isinstance(target_tokens, bool) or not isinstance(target_tokens, int):
-                raise TypeError(f"target_tokens must be an int, got {type(target_tokens).__name__}")
-            if target_tokens < 0:
-                raise ValueError(f"target_tokens must be >= 0, got {target_tokens}")
-        if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-                raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-            if not 0.0 <= threshold <= 1.0:
-                raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
+        rate = check_rate("rate", rate, allow_none=True)
+        target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
+        threshold = check_number("threshold", threshold, min=0.0, max=1.0, allow_none=True)
         if rate is None and target_tokens is None and threshold is None:
             rate = _DEFAULT_RATE
         if isinstance(force_tokens, str):
@@ -247,16 +236,14 @@ class TokenClassifierCompressor(BaseStage):
         for t in force:
             if not isinstance(t, str) or not t:
                 raise TypeError(f"force_tokens must be non-empty strings, got {t!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
-            raise ValueError(f"max_batch_tokens must be an int >= 1, got {max_batch_tokens!r}")
-        if quantize not in (None, "int8"):
-            raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+        batch_size = check_int("batch_size", batch_size, min=1)
+        max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
+        max_length = check_int("max_length", max_length, min=1, allow_none=True)
+        check_choice("quantize", quantize, (None, "int8"))
 
-        self.rate = None if rate is None else float(rate)
+        self.rate = rate
         self.target_tokens = target_tokens
-        self.threshold = None if threshold is None else float(threshold)
+        self.threshold = threshold
         self.force_tokens = force
         self._force_space = tuple(t for t in force if not t.strip())
         self._force_words = tuple(t for t in force if t.strip() and t == t.strip() and not any(
@@ -277,8 +264,6 @@ class TokenClassifierCompressor(BaseStage):
         limit = self._model_max_length()
         if max_length is None:
             max_length = limit
-        elif isinstance(max_length, bool) or not isinstance(max_length, int):
-            raise TypeError(f"max_length must be an int, got {type(max_length).__name__}")
         elif max_length > limit:
             raise ValueError(f"max_length {max_length} exceeds what the model accepts ({limit})")
         if max_length < len(self._head) + len(self._tail) + 1:

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runtime.validation import check_choice
+
 __all__ = [
     "ASSET_NAMES",
     "float_activation_graph",
@@ -519,8 +521,7 @@ def convert_onnx_bert(source: str | os.PathLike[str], dest: str | os.PathLike[st
     weights, none of the CPU-dependent activation rounding); a difference above
     ``tolerance`` relative to the largest output raises ``AssetError``.
     """
-    if kind not in ("cross-encoder", "bi-encoder"):
-        raise ValueError(f"kind must be 'cross-encoder' or 'bi-encoder', got {kind!r}")
+    check_choice("kind", kind, ("cross-encoder", "bi-encoder"))
     source, dest = Path(source), Path(dest)
     onnx_path = source / "model.onnx"
     if not onnx_path.is_file():
@@ -569,8 +570,7 @@ def _save_sentence_transformer(model: Any, tokenizer: Any, dest: Path, *, poolin
     tokenizer.save_pretrained(str(dest))
     dim = int(model.config.hidden_size)
     modes = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens", "max": "pooling_mode_max_tokens"}
-    if pooling not in modes:
-        raise ValueError(f"pooling must be one of {sorted(modes)}, got {pooling!r}")
+    check_choice("pooling", pooling, sorted(modes))
     pool = {"word_embedding_dimension": dim, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": False,
             "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
             "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": False, "include_prompt": True}

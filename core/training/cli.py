@@ -37,6 +37,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ..cli import Command
+from ..runtime.validation import check_int
 from ..text.segment import render_spans, sentence_spans
 
 __all__ = [
@@ -112,8 +113,7 @@ def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Gene
     """
     from .pruner import PrunerExample
 
-    if offtopic < 0:
-        raise ValueError(f"offtopic must be >= 0, got {offtopic}")
+    offtopic = check_int("offtopic", offtopic, min=0)
     if offtopic and len(cases) < 2:
         raise ValueError("offtopic passages need at least two questions")
     off_rng = rng.spawn(1)[0] if offtopic else rng  # spawn() only when used: offtopic=0 reproduces older runs

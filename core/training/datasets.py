@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..runtime.validation import check_choice, check_int
+
 __all__ = [
     "HOTPOTQA_TEST_SIZE",
     "HOTPOTQA_TRAIN_SIZE",
@@ -99,12 +101,11 @@ def _join_sentences(sentences: Sequence[str]) -> tuple[str, tuple[Span, ...]]:
 def split_indices(n: int, split: str, *, train_size: int = HOTPOTQA_TRAIN_SIZE,
                   test_size: int = HOTPOTQA_TEST_SIZE) -> range:
     """Positions of ``split`` among ``n`` questions: train = the first ``train_size``, test = the last ``test_size``."""
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {', '.join(_SPLITS)}, got {split!r}")
+    check_choice("split", split, _SPLITS)
     if split == "all":
         return range(n)
-    if train_size < 0 or test_size < 0:
-        raise ValueError("train_size and test_size must be >= 0")
+    train_size = check_int("train_size", train_size, min=0)
+    test_size = check_int("test_size", test_size, min=0)
     if train_size + test_size > n:
         raise ValueError(f"the file holds {n} questions, fewer than train_size + test_size = "
                          f"{train_size} + {test_size}")
@@ -155,8 +156,7 @@ def load_hotpotqa(split: str = "test", path: str | os.PathLike[str] | None = Non
     questions of the split.  ``train_size``/``test_size`` set the split rule (the
     first ``train_size`` / last ``test_size`` questions) and exist for small files.
     """
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+    limit = check_int("limit", limit, min=0, allow_none=True)
     if path is None:
         from ..tools.assets import asset_path
 
@@ -239,8 +239,7 @@ def load_jsonl(path: str | os.PathLike[str], limit: int | None = None) -> list[Q
     the non-blank ones of ``ragprune.sentence_spans``, whitespace trimmed).  Blank lines are skipped; a malformed
     line raises ``ValueError`` naming its line number.
     """
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+    limit = check_int("limit", limit, min=0, allow_none=True)
     cases: list[QACase] = []
     with open(path, encoding="utf-8") as f:
         for line_no, raw in enumerate(f, start=1):

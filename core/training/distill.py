@@ -41,6 +41,7 @@ import numpy as np
 
 from ..passage import Passage
 from ..runtime.causal_lm import CausalLMScorer, unit_scores
+from ..runtime.validation import check_rate
 from ..text.segment import Span
 
 __all__ = [
@@ -244,8 +245,7 @@ def build_label_cache(
     last line is cut off before appending.  Each question's lines are written
     and flushed together.
     """
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
-        raise ValueError(f"rate must be in (0, 1], got {rate!r}")
+    rate = check_rate("rate", rate)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     records, good = _read_lines(out)

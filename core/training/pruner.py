@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..runtime.loading import load_tokenizer, resolve_device
+from ..runtime.validation import check_int, check_number
 from ..stages.provence import DEFAULT_THRESHOLD, FORMAT_FILE, PairTemplate, PrunerModel
 from ..text.segment import sentence_spans
 
@@ -321,14 +322,10 @@ def train_pruner(
         group_by_length: batch examples of similar length (less padding, the
             same examples per epoch); the batch order stays random.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if not 0.0 <= warmup_ratio < 1.0:
-        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio!r}")
+    epochs = check_int("epochs", epochs, min=1)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    lr = check_number("lr", lr, min=0.0, min_inclusive=False, finite=True)
+    warmup_ratio = check_number("warmup_ratio", warmup_ratio, min=0.0, max=1.0, max_inclusive=False)
     train_set = [_as_example(x, i) for i, x in enumerate(examples)]
     if not train_set:
         raise ValueError("examples is empty")

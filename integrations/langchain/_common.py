@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
 
 from ragprune import Budget, Passage, Pipeline, PipelineResult
 
+from .._shared import as_budget, as_pipeline, check_query
+
 __all__ = ["EVENT_NAME", "METADATA_KEY", "PREVIOUS_SCORE_KEYS"]
 
 EVENT_NAME = "ragprune_compression"
@@ -27,34 +29,6 @@ METADATA_KEY = "ragprune"
 
 PREVIOUS_SCORE_KEYS = ("relevance_score", "score", "similarity_score")
 """Incoming metadata keys read (in this order) as the score a Document already had."""
-
-
-def build_pipeline(stage: Any, budget: Budget | None, counter: Any) -> Pipeline:
-    """``stage`` itself when it is a Pipeline and nothing is added, else ``Pipeline([stage], budget, counter)``."""
-    if not callable(getattr(stage, "apply", None)):
-        raise TypeError(f"stage must be a ragprune stage or Pipeline (with apply(query, passages)), "
-                        f"got {type(stage).__name__}")
-    if isinstance(stage, Pipeline):
-        if budget is None and counter is None:
-            return stage
-        return Pipeline([stage], budget, stage.counter if counter is None else counter)
-    return Pipeline([stage], budget, counter)
-
-
-def check_query(pipeline: Pipeline, query: Any, owner: str) -> str | None:
-    """The query, validated: ``str`` or ``None``, non-blank when a stage needs one."""
-    if query is not None and not isinstance(query, str):
-        raise TypeError(f"query must be str or None, got {type(query).__name__}")
-    if pipeline.requires_query and (query is None or not query.strip()):
-        needing = ", ".join(_query_stages(pipeline))
-        raise ValueError(f"{owner} needs a non-empty query: {needing} require(s) one; got {query!r}")
-    return query
-
-
-def _query_stages(stage: Any) -> list[str]:
-    if isinstance(stage, Pipeline):
-        return [name for s in stage.stages for name in _query_stages(s)]
-    return [type(stage).__name__] if getattr(stage, "requires_query", False) else []
 
 
 def _number(value: Any) -> float | None:
@@ -185,12 +159,6 @@ async def run_async(pipeline: Pipeline, documents: Sequence[Document], query: An
     return to_documents(result, docs)
 
 
-def _as_budget(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Budget(max_tokens=value)
-    return value
-
-
 class PipelineFields(BaseModel):
     """Fields shared by the compressor and the transformer."""
 
@@ -219,10 +187,10 @@ class PipelineFields(BaseModel):
     @field_validator("budget", mode="before")
     @classmethod
     def _int_budget(cls, value: Any) -> Any:
-        return _as_budget(value)
+        return as_budget(value)
 
     def model_post_init(self, context: Any, /) -> None:
-        self._pipeline = build_pipeline(self.stage, self.budget, self.counter)
+        self._pipeline = as_pipeline(self.stage, self.budget, self.counter)
 
     @property
     def pipeline(self) -> Pipeline:

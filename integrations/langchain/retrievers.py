@@ -7,25 +7,12 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever, RetrieverLike
 from pydantic import field_validator
 
-from ragprune import BaseStage, Passage, Pipeline, StageOutput
+from ragprune import Pipeline
+from ragprune.stages.top_n import TopN
 
 from ._common import PipelineFields, run_async, run_sync
 
 __all__ = ["RagpruneRetriever"]
-
-
-class _TopK(BaseStage):
-    """Keeps the first ``k`` passages in the current order; reports the rest as drops."""
-
-    name = "k"
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
-        dropped = tuple(self._drop(p, f"rank {r} beyond k={self.k}")
-                        for r, p in enumerate(passages[self.k:], start=self.k + 1))
-        return StageOutput(tuple(passages[: self.k]), dropped)
 
 
 class RagpruneRetriever(PipelineFields, BaseRetriever):
@@ -61,7 +48,7 @@ class RagpruneRetriever(PipelineFields, BaseRetriever):
         k = self.k if k is None else self._check_k(k)
         if k is None:
             return self.pipeline
-        return Pipeline([self.stage, _TopK(k)], self.budget, self.pipeline.counter)
+        return Pipeline([self.stage, TopN(k)], self.budget, self.pipeline.counter)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None

@@ -10,8 +10,9 @@ from typing import Any
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, Node, NodeWithScore, TextNode
 
-from ragprune import Budget, Passage, Pipeline, PipelineResult, create_stage
+from ragprune import Passage, Pipeline, PipelineResult
 
+from .._shared import as_pipeline, check_query
 from ._events import DroppedNode, RagpruneCompressionEvent
 
 __all__ = ["METADATA_KEY", "as_pipeline", "nodes_to_passages", "passages_to_nodes", "emit_event", "query_text"]
@@ -23,32 +24,11 @@ METADATA_KEY = "ragprune"
 """The one metadata key under which ragprune records scores and compression statistics."""
 
 
-def as_pipeline(stage: Any, budget: Budget | int | None = None, counter: Any = None) -> Pipeline:
-    """A :class:`ragprune.Pipeline` from a pipeline, a stage, a list of stages or a registered stage name.
-
-    A bare stage (or list) becomes ``Pipeline(stages, budget, counter)``.  A
-    pipeline given together with ``budget``/``counter`` is nested: the outer
-    pipeline applies the budget after it.  An ``int`` budget means ``max_tokens``.
-    """
-    if isinstance(budget, int) and not isinstance(budget, bool):
-        budget = Budget(max_tokens=budget)
-    if isinstance(stage, str):
-        stage = create_stage(stage)
-    if isinstance(stage, Pipeline) and budget is None and counter is None:
-        return stage
-    stages = list(stage) if isinstance(stage, (list, tuple)) else [stage]
-    return Pipeline(stages, budget, counter)
-
-
 def query_text(query_bundle: Any, pipeline: Pipeline, owner: str) -> str | None:
     """The query string of ``query_bundle``; ValueError when the pipeline needs one and none is given."""
     query = None if query_bundle is None else query_bundle.query_str
-    if pipeline.requires_query and (query is None or not str(query).strip()):
-        raise ValueError(
-            f"{owner} needs a query (its pipeline has a query-aware stage): pass query_bundle or "
-            f"query_str to postprocess_nodes, or use it inside a query engine; got {query!r}"
-        )
-    return query
+    return check_query(pipeline, query, owner, hint=" (pass query_bundle or query_str to postprocess_nodes, "
+                                                    "or use it inside a query engine)")
 
 
 def _node_text(node: Any, position: int) -> str:

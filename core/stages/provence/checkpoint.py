@@ -6,7 +6,6 @@ See :mod:`ragprune.stages.provence` for the format; only ``model.safetensors`` w
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...runtime.loading import ModelLoadError, _load
+from ...runtime.validation import check_choice, check_int, check_number
 
 if TYPE_CHECKING:
     from .model import PrunerModel
@@ -38,12 +38,9 @@ class PrunerSpec:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if self.ranking not in RANKINGS:
-            raise ValueError(f"ranking must be one of {RANKINGS}, got {self.ranking!r}")
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 8:
-            raise ValueError(f"max_length must be an int >= 8, got {self.max_length!r}")
-        if not math.isfinite(self.threshold):
-            raise ValueError(f"threshold must be finite, got {self.threshold}")
+        check_choice("ranking", self.ranking, RANKINGS)
+        object.__setattr__(self, "max_length", check_int("max_length", self.max_length, min=8))
+        object.__setattr__(self, "threshold", check_number("threshold", self.threshold, finite=True))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from ...budget import Budget
 from ...passage import BaseStage, Dropped, Passage, StageOutput
 from ...runtime.batching import run_sorted
 from ...runtime.loading import load_tokenizer
+from ...runtime.validation import check_int, check_number, renamed
 from ...text.tokens import TokenCounter, get_counter
 from .model import PrunerModel
 from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance
@@ -37,7 +37,7 @@ class ProvencePruner(BaseStage):
             any other sentence of it is kept.
         reorder: sort passages by ranking score (ties keep input order);
             ``False`` keeps the input order.
-        top_k: keep at most this many passages (the best scored), after pruning.
+        top_n: keep at most this many passages (the best scored), after pruning.
         budget: an optional :class:`Budget` applied last, counted with ``counter``.
         counter: token counter for ``budget`` (see :func:`get_counter`).
         max_length: tokens per window, special tokens included (default: the
@@ -46,6 +46,8 @@ class ProvencePruner(BaseStage):
             (default: a quarter of a window's passage room).
         batch_size / max_batch_tokens: bounds of each forward batch.
         device / dtype / local_files_only / revision: how to load the model.
+        top_k: deprecated name of ``top_n`` (accepted for one release, with a
+            ``DeprecationWarning``).
 
     Scores are the raw ranking logits, recorded under ``"provence"``.  Blank
     passages pass through unchanged and unscored (last, when reordering).
@@ -64,7 +66,7 @@ class ProvencePruner(BaseStage):
         threshold: float | None = None,
         always_keep_first: bool = False,
         reorder: bool = True,
-        top_k: int | None = None,
+        top_n: int | None = None,
         budget: Budget | None = None,
         counter: Any = None,
         max_length: int | None = None,
@@ -75,18 +77,17 @@ class ProvencePruner(BaseStage):
         dtype: Any = "auto",
         local_files_only: bool = False,
         revision: str | None = None,
+        top_k: int | None = None,
     ) -> None:
-        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                      or math.isnan(threshold)):
-            raise ValueError(f"threshold must be a number, got {threshold!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+        top_n = renamed("top_k", top_k, "top_n", top_n)
+        threshold = check_number("threshold", threshold, allow_none=True)
+        top_n = check_int("top_n", top_n, min=1, allow_none=True)
         if budget is not None and not isinstance(budget, Budget):
             raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 0):
-            raise ValueError(f"stride must be an int >= 0, got {stride!r}")
+        max_length = check_int("max_length", max_length, min=1, allow_none=True)
+        stride = check_int("stride", stride, min=0, allow_none=True)
+        batch_size = check_int("batch_size", batch_size, min=1)
+        max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
         if isinstance(model, PrunerModel):
             if tokenizer is None:
                 raise ValueError("tokenizer is required when model is a PrunerModel object")
@@ -106,10 +107,10 @@ class ProvencePruner(BaseStage):
         self.threshold = float(spec.threshold if threshold is None else threshold)
         self.always_keep_first = bool(always_keep_first)
         self.reorder = bool(reorder)
-        self.top_k = top_k
+        self.top_n = top_n
         self.budget = budget
         self.counter: TokenCounter = get_counter(counter)
-        limit = spec.max_length if max_length is None else int(max_length)
+        limit = spec.max_length if max_length is None else max_length
         tok_limit = getattr(tokenizer, "model_max_length", None)
         if max_length is None and isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
             limit = min(limit, tok_limit)
@@ -215,10 +216,10 @@ class ProvencePruner(BaseStage):
                 p = p.with_spans([u for u, flag in zip(units, keep, strict=True) if flag])
             kept.append((float(ranks[k]), i, p))
         by_score = sorted(kept, key=lambda t: (-t[0], t[1]))
-        if self.top_k is not None:
-            for rank, t in enumerate(by_score[self.top_k :], start=self.top_k):
-                dropped.append(self._drop(t[2], f"rank {rank + 1} beyond top_k={self.top_k}"))
-            by_score = by_score[: self.top_k]
+        if self.top_n is not None:
+            for rank, t in enumerate(by_score[self.top_n :], start=self.top_n):
+                dropped.append(self._drop(t[2], f"rank {rank + 1} beyond top_n={self.top_n}"))
+            by_score = by_score[: self.top_n]
         blanks = [(i, passages[i].with_score(self.name, None)) for i, p in enumerate(passages) if p.is_blank]
         if self.reorder:
             ordered = [t[2] for t in by_score] + [p for _, p in blanks]

@@ -1,0 +1,64 @@
+"""What every adapter shares, framework-free: from the caller's arguments to one Pipeline, and the query check.
+
+Adapters only translate (Document / Node -> Passage -> back, by ``index``); this
+module decides what a ``stage`` / ``budget`` / ``counter`` argument means, the same
+way in every framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragprune import Budget, Pipeline, create_stage
+from ragprune.runtime.validation import check_int
+
+__all__ = ["as_budget", "as_pipeline", "check_query", "query_stages"]
+
+
+def as_budget(budget: Budget | int | None) -> Budget | None:
+    """``None``, a :class:`ragprune.Budget`, or an ``int`` meaning ``Budget(max_tokens=int)``."""
+    if budget is None or isinstance(budget, Budget):
+        return budget
+    return Budget(max_tokens=check_int("budget", budget, min=0))
+
+
+def as_pipeline(stage: Any, budget: Budget | int | None = None, counter: Any = None) -> Pipeline:
+    """One :class:`ragprune.Pipeline` from a pipeline, a stage, a list of stages or a registered stage name.
+
+    A pipeline given alone is used as it is.  Given with ``budget`` or ``counter`` it is
+    nested: the outer pipeline applies the budget after it and counts with ``counter``,
+    by default the wrapped pipeline's own counter, so a budget means the same tokens in
+    every adapter.
+    """
+    final = as_budget(budget)
+    if isinstance(stage, str):
+        stage = create_stage(stage)
+    stages = list(stage) if isinstance(stage, (list, tuple)) else [stage]
+    for i, s in enumerate(stages):
+        if not callable(getattr(s, "apply", None)):
+            where = "stage" if len(stages) == 1 and not isinstance(stage, (list, tuple)) else f"stage[{i}]"
+            raise TypeError(f"{where} must be a ragprune stage or Pipeline (with apply(query, passages)), "
+                            f"got {type(s).__name__}")
+    if len(stages) == 1 and isinstance(stages[0], Pipeline):
+        inner = stages[0]
+        if final is None and counter is None:
+            return inner
+        return Pipeline([inner], final, inner.counter if counter is None else counter)
+    return Pipeline(stages, final, counter)
+
+
+def query_stages(stage: Any) -> list[str]:
+    """Names of the stages in ``stage`` (a pipeline or a stage) that need a query."""
+    if isinstance(stage, Pipeline):
+        return [name for s in stage.stages for name in query_stages(s)]
+    return [type(stage).__name__] if getattr(stage, "requires_query", False) else []
+
+
+def check_query(pipeline: Pipeline, query: Any, owner: str, hint: str = "") -> str | None:
+    """The query, validated: ``str`` or ``None``, and non-blank when a stage needs one."""
+    if query is not None and not isinstance(query, str):
+        raise TypeError(f"query must be str or None, got {type(query).__name__}")
+    if pipeline.requires_query and (query is None or not query.strip()):
+        needing = ", ".join(query_stages(pipeline))
+        raise ValueError(f"{owner} needs a non-empty query: {needing} require(s) one{hint}; got {query!r}")
+    return query
