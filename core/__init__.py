@@ -42,14 +42,15 @@ _LAZY = {
     "ModelLoadError": "ragprune.runtime.loading",
     "default_pipeline": "ragprune.defaults",
     "default_pruner": "ragprune.defaults",
-    "resolve_device": "ragprune.runtime.loading",
-    "resolve_dtype": "ragprune.runtime.loading",
+    "resolve_device": "ragprune.runtime.device",
+    "resolve_dtype": "ragprune.runtime.device",
 }
 
 if TYPE_CHECKING:
     from .defaults import default_pipeline, default_pruner
+    from .runtime.device import resolve_device, resolve_dtype
     from .runtime.encoders import BiEncoderModel, CrossEncoderModel
-    from .runtime.loading import ModelLoadError, resolve_device, resolve_dtype
+    from .runtime.loading import ModelLoadError
     from .stages.cross_encoder import CrossEncoderReranker
     from .stages.embedding_filter import EmbeddingFilter
     from .stages.llmlingua import LLMLinguaCompressor

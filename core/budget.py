@@ -10,7 +10,7 @@ from .passage import Dropped, Passage, StageOutput
 from .runtime.validation import check_choice, check_int, check_number, check_rate
 from .text.tokens import TokenCounter
 
-__all__ = ["Budget", "allocate_tokens"]
+__all__ = ["Budget", "allocate_tokens", "deprecated_stage_budget"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,10 @@ class Budget:
     token count is reached.  The passage that straddles the limit is cut to
     fit at a sentence end (``truncate="sentence"``, the default), at a sentence
     end or else a word end (``"word"``), or dropped (``False``); the passages
-    after it are dropped.  Every drop is reported with its reason.
+    after it are dropped.  With ``rank_bias > 0`` (and truncation on), the limit
+    is instead split across the passages by :meth:`allocate`, higher-ranked ones
+    getting a larger share of their length, and each is cut to its share.  Every
+    drop is reported with its reason.
 
     Attributes:
         max_tokens: hard cap on the tokens of all kept text (target tokenizer).
@@ -32,7 +35,8 @@ class Budget:
         truncate: ``"sentence"``, ``"word"`` or ``False``: how the passage at the
             limit is cut (``True`` means ``"sentence"``).
         rank_bias: in [0, 1): how strongly :meth:`allocate` favours
-            higher-ranked passages (LongLLMLingua's dynamic ratio); 0 = uniform.
+            higher-ranked passages (LongLLMLingua's dynamic ratio); 0 = fill the
+            limit greedily in rank order.
     """
 
     max_tokens: int | None = None
@@ -66,6 +70,22 @@ class Budget:
             limits.append(int(math.floor(self.rate * original_tokens + 1e-9)))
         return min(limits) if limits else None
 
+    def _fit_shares(self, kept: list[Passage], counts: list[int], limit: int, counter: TokenCounter,
+                    dropped: list[Dropped], stage: str) -> StageOutput:
+        """Each passage cut to its share of ``limit`` (:meth:`allocate`), in rank order."""
+        out: list[Passage] = []
+        for p, n, share in zip(kept, counts, self.allocate(counts, limit), strict=True):
+            if n <= share:
+                out.append(p)
+                continue
+            cut = truncate_to(p, share, counter, words=self.truncate == "word") if share > 0 else None
+            if cut is None:
+                dropped.append(Dropped(p.index, stage, f"over its share of the token budget ({share} of {limit} "
+                                                       "tokens)", p.score))
+            else:
+                out.append(cut)
+        return StageOutput(tuple(out), tuple(dropped))
+
     def allocate(self, counts: Sequence[int], total: int) -> list[int]:
         """Split ``total`` tokens across passages of ``counts`` tokens, in rank order."""
         return allocate_tokens(counts, total, rank_bias=self.rank_bias)
@@ -94,6 +114,8 @@ class Budget:
         limit = self.token_limit(original_tokens)
         assert limit is not None
         counts = counter.count_many([p.text for p in kept])
+        if self.rank_bias > 0 and self.truncate and sum(counts) > limit:
+            return self._fit_shares(kept, counts, limit, counter, dropped, stage)
         out: list[Passage] = []
         used = 0
         for i, (p, n) in enumerate(zip(kept, counts, strict=True)):
@@ -182,3 +204,17 @@ def allocate_tokens(counts: Sequence[int], total: int, *, rank_bias: float = 0.0
             alloc[k] += 1
             rest -= 1
     return alloc
+
+
+def deprecated_stage_budget(owner: str, budget: object) -> Budget | None:
+    """A stage's own ``budget=`` (deprecated: budgets live in the Pipeline), checked, with a warning."""
+    if budget is None:
+        return None
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
+    import warnings
+
+    warnings.warn(f"{owner}(budget=...) is deprecated and will be removed in the next release: budgets live in "
+                  f"the Pipeline, e.g. Pipeline([{owner}(...)], budget=...)", DeprecationWarning, stacklevel=3)
+    return budget
+

@@ -157,7 +157,15 @@ class Passage:
         return dataclasses.replace(self, score=s, scores=(*self.scores, (stage, s)))
 
     def replace(self, **changes: Any) -> Passage:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; one that would break ``text == render_spans(original, spans)``
+        raises ``ValueError`` (change what is kept with :meth:`with_spans`)."""
+        new = dataclasses.replace(self, **changes)
+        if {"text", "original", "spans"} & changes.keys():
+            assert new.original is not None
+            if new.text != render_spans(new.original, new.spans or ()):
+                raise ValueError("Passage.replace would break text == render_spans(original, spans); "
+                                 "change what is kept with with_spans()")
+        return new
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,3 +63,34 @@ def test_loads_local_safetensors_in_eval_mode(tiny_sequence_classifier) -> None:
     model = load_model(AutoModelForSequenceClassification, tiny_sequence_classifier, device="cpu")
     assert not model.training and next(model.parameters()).dtype == torch.float32
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_load_options_travel_together_and_shorthands_override() -> None:
+    from ragprune.runtime.loading import LoadOptions
+
+    base = LoadOptions(device="cpu", local_files_only=True)
+    assert LoadOptions.resolve(base) is base
+    assert LoadOptions.resolve(base, dtype="float32") == LoadOptions("cpu", "float32", True, None)
+    assert LoadOptions.resolve(None, revision="main").as_kwargs() == {
+        "device": "auto", "dtype": "auto", "local_files_only": False, "revision": "main"}
+    with pytest.raises(TypeError, match="devcie"):
+        LoadOptions.resolve(None, devcie="cpu")
+    with pytest.raises(TypeError, match="options must be a LoadOptions"):
+        LoadOptions.resolve({"device": "cpu"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="local_files_only"):
+        LoadOptions(local_files_only="yes")  # type: ignore[arg-type]
+
+
+def test_stages_take_load_options(tiny_sequence_classifier) -> None:
+    from ragprune import CrossEncoderReranker
+    from ragprune.runtime.loading import LoadOptions
+
+    opts = LoadOptions(device="cpu", local_files_only=True)
+    a = CrossEncoderReranker(tiny_sequence_classifier, options=opts)
+    b = CrossEncoderReranker(tiny_sequence_classifier, device="cpu", local_files_only=True)
+    assert a.model.device.type == b.model.device.type == "cpu"
+    texts = ["the capital of france is paris", "the cat sat"]
+    assert [p.score for p in a.apply("capital", texts)] == [p.score for p in b.apply("capital", texts)]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        CrossEncoderReranker(tiny_sequence_classifier, devcie="cpu")
+

@@ -391,3 +391,24 @@ def test_top_n_keeps_the_first_n_in_order_and_reports_the_rest() -> None:
         TopN(-1)
     with pytest.raises(TypeError, match="n must be"):
         TopN(True)  # type: ignore[arg-type]
+
+
+def test_rank_bias_splits_the_budget_in_favour_of_higher_ranks() -> None:
+    text = "One two three. Four five six. Seven eight nine. Ten eleven twelve."
+    passages = [Passage.from_text(text, i) for i in range(4)]
+    counter = WordCounter()
+    greedy = Budget(max_tokens=24).fit(passages, counter)
+    shared = Budget(max_tokens=24, rank_bias=0.9).fit(passages, counter)
+    assert [counter.count(p.text) for p in greedy.passages] == [16, 8]  # rank order, the second cut
+    kept = [counter.count(p.text) for p in shared.passages]
+    assert sum(kept) <= 24 and len(kept) >= 3 and kept == sorted(kept, reverse=True)
+    assert {p.index for p in shared.passages} | {d.index for d in shared.dropped} == {0, 1, 2, 3}
+
+
+def test_replace_keeps_text_and_spans_consistent() -> None:
+    p = Passage.from_text("Alpha one. Beta two.", 0)
+    assert p.replace(score=0.5).score == 0.5
+    with pytest.raises(ValueError, match="with_spans"):
+        p.replace(spans=((0, 5),))
+    cut = p.with_spans([(0, 10)])
+    assert cut.replace(metadata={"a": 1}).text == "Alpha one."

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from conftest import TINY_BERT, save_wordpiece_tokenizer  # noqa: E402
-from ragprune import Budget, Passage, WordCounter, render_spans  # noqa: E402
+from ragprune import Budget, Passage, Pipeline, WordCounter, render_spans  # noqa: E402
 from ragprune.runtime.loading import ModelLoadError  # noqa: E402
 from ragprune.stages.provence import (  # noqa: E402
     FORMAT_FILE,
@@ -329,13 +329,20 @@ def test_always_keep_first(pruner: ProvencePruner) -> None:
 
 def test_budget_respected(pruner: ProvencePruner) -> None:
     counter = WordCounter()
+    pr = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0)
     for cap in (0, 5, 12, 40):
-        pr = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, budget=Budget(max_tokens=cap))
-        res = pr.process(QUERY, PASSAGES)
+        res = Pipeline([pr], budget=Budget(max_tokens=cap), counter=counter).run(QUERY, PASSAGES)
         assert sum(counter.count(p.text) for p in res.passages) <= cap
         assert {p.index for p in res.passages} | {d.index for d in res.dropped} == {0, 1, 2, 3}
         for p in res.passages:
             check_extractive(p)
+
+
+def test_a_stage_budget_is_deprecated_but_still_applied(pruner: ProvencePruner) -> None:
+    with pytest.warns(DeprecationWarning, match="budgets live in the Pipeline"):
+        pr = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, budget=Budget(max_tokens=5))
+    res = pr.process(QUERY, PASSAGES)
+    assert sum(WordCounter().count(p.text) for p in res.passages) <= 5
 
 
 def test_long_passages_use_windows(pruner: ProvencePruner) -> None:

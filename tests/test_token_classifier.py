@@ -154,11 +154,15 @@ def test_target_tokens_respected(bert_path: Path, texts: list[str], target: int)
 
 def test_rank_bias_favours_first_passages(bert: TokenClassifierCompressor) -> None:
     text = "the cat sat on the mat and the dog sat in the river of paris which is a large city . " * 3
-    comp = TokenClassifierCompressor(bert.model, tokenizer=bert.tokenizer, budget=Budget(rate=0.4, rank_bias=0.8))
+    comp = TokenClassifierCompressor(bert.model, tokenizer=bert.tokenizer, rate=0.4, rank_bias=0.8)
     out = comp.apply(None, [text] * 4)
     counts = [kept_words(p) for p in out]
     assert counts[0] > counts[-1]
     assert sum(counts) <= math.ceil(0.4 * 4 * n_words(text))
+    # the deprecated stage budget says the same thing, with a warning
+    with pytest.warns(DeprecationWarning, match="budgets live in the Pipeline"):
+        old = TokenClassifierCompressor(bert.model, tokenizer=bert.tokenizer, budget=Budget(rate=0.4, rank_bias=0.8))
+    assert [p.spans for p in old.apply(None, [text] * 4)] == [p.spans for p in out]
 
 
 def test_threshold_and_cap(bert: TokenClassifierCompressor) -> None:

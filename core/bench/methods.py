@@ -465,7 +465,7 @@ def _require(module: str, hint: str) -> None:
 
 
 def _cpu_or(device: str) -> str:
-    from ..runtime.loading import resolve_device
+    from ..runtime.device import resolve_device
 
     return str(resolve_device(device))
 

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from ..passage import Passage
 from ..text.segment import Span
 from ..text.tokens import TokenCounter, WordCounter
 from .batching import run_sorted
-from .loading import require_models
+from .loading import LoadKwargs, LoadOptions, require_models
 from .validation import check_int
 
 require_models("ragprune.runtime.causal_lm")
@@ -88,10 +88,8 @@ class CausalLMScorer:
         tokenizer: a fast tokenizer, or a path/id; default: the model's.
         gguf_file: file name of a GGUF checkpoint inside the ``model`` directory
             (a ``model`` path ending in ``.gguf`` is split into both).
-        device: ``"auto"`` (cuda > mps > cpu) or a torch device.
-        dtype: ``"auto"`` (fp32 on CPU, half on GPUs) or a dtype.
-        local_files_only: never reach a hub.
-        revision: hub revision.
+        options, device, dtype, local_files_only, revision: how a path or hub id is
+            loaded (:class:`~ragprune.runtime.loading.LoadOptions` and its shorthands).
         max_context: most tokens the model attends to at once (default: the
             model's positions, at most 2048).  Bounds memory.
         window: tokens fed per forward pass (capped at ``max_context // 4``).
@@ -106,45 +104,19 @@ class CausalLMScorer:
         tokenizer: Any = None,
         *,
         gguf_file: str | None = None,
-        device: Any = "auto",
-        dtype: Any = "auto",
-        local_files_only: bool = False,
-        revision: str | None = None,
         max_context: int | None = None,
         window: int = 512,
         batch_size: int = 16,
         max_batch_tokens: int = 2048,
+        options: LoadOptions | None = None,
+        **load: Unpack[LoadKwargs],
     ) -> None:
         window = check_int("window", window, min=1)
         batch_size = check_int("batch_size", batch_size, min=1)
         max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1)
         max_context = check_int("max_context", max_context, min=16, allow_none=True)
-        from transformers import AutoModelForCausalLM
-
-        from .loading import load_model, load_tokenizer
-
-        extra: dict[str, Any] = {}
-        if isinstance(model, (str, os.PathLike)):
-            path = Path(str(model)).expanduser()
-            if gguf_file is None and path.suffix.lower() == ".gguf":
-                if not path.is_file():
-                    from .loading import ModelLoadError
-
-                    raise ModelLoadError(f"cannot load model: GGUF file {str(model)!r} does not exist")
-                model, gguf_file = str(path.parent), path.name
-            if gguf_file is not None:
-                extra["gguf_file"] = gguf_file
-            source = str(model)
-            self._model = load_model(AutoModelForCausalLM, source, device=device, dtype=dtype,
-                                     local_files_only=local_files_only, revision=revision, **extra)
-            if tokenizer is None:
-                tokenizer = source
-        else:
-            if tokenizer is None:
-                raise ValueError("a loaded model needs its tokenizer: pass tokenizer=")
-            self._model = model.eval()
-        if isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = load_tokenizer(str(tokenizer), local_files_only=local_files_only, revision=revision, **extra)
+        opts = LoadOptions.resolve(options, **load)
+        self._model, tokenizer = self._load(model, tokenizer, gguf_file, opts)
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("CausalLMScorer needs a fast tokenizer (offset mappings)")
         self._tok = tokenizer
@@ -165,6 +137,37 @@ class CausalLMScorer:
         self._pad = int(pad if pad is not None else (start if start is not None else 0))
         self.device = next(self._model.parameters()).device
         self._cache_arg = cache_argument(self._model)
+
+    @staticmethod
+    def _load(model: Any, tokenizer: Any, gguf_file: str | None, opts: LoadOptions) -> tuple[Any, Any]:
+        """The causal LM (a path, a hub id, a ``.gguf`` file or a loaded model) and its tokenizer."""
+        from transformers import AutoModelForCausalLM
+
+        from .loading import load_model, load_tokenizer
+
+        extra: dict[str, Any] = {}
+        if isinstance(model, (str, os.PathLike)):
+            path = Path(str(model)).expanduser()
+            if gguf_file is None and path.suffix.lower() == ".gguf":
+                if not path.is_file():
+                    from .loading import ModelLoadError
+
+                    raise ModelLoadError(f"cannot load model: GGUF file {str(model)!r} does not exist")
+                model, gguf_file = str(path.parent), path.name
+            if gguf_file is not None:
+                extra["gguf_file"] = gguf_file
+            source = str(model)
+            loaded = load_model(AutoModelForCausalLM, source, **opts.as_kwargs(), **extra)
+            if tokenizer is None:
+                tokenizer = source
+        else:
+            if tokenizer is None:
+                raise ValueError("a loaded model needs its tokenizer: pass tokenizer=")
+            loaded = model.eval()
+        if isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = load_tokenizer(str(tokenizer), local_files_only=opts.local_files_only,
+                                       revision=opts.revision, **extra)
+        return loaded, tokenizer
 
     def __repr__(self) -> str:
         name = getattr(self._model, "name_or_path", None) or type(self._model).__name__

@@ -31,12 +31,13 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from .batching import length_sorted_batches
-from .loading import ModelLoadError, _load, load_model, load_tokenizer, require_models, resolve_device, resolve_dtype
+from .device import resolve_device, resolve_dtype
+from .loading import LoadKwargs, LoadOptions, ModelLoadError, _load, load_model, load_tokenizer, require_models
 from .validation import check_choice, check_int
 
 require_models("ragprune.runtime.encoders")
@@ -191,9 +192,8 @@ class CrossEncoderModel:
             or an already-loaded ``CrossEncoder`` or ``PreTrainedModel`` (used as
             is, on its own device).
         tokenizer: a tokenizer object or path; default: the model's own.
-        device: ``"auto"`` (cuda > mps > cpu) or any torch device.
-        dtype: ``"auto"`` (fp16/bf16 on GPU, fp32 on CPU) or a torch dtype name.
-        local_files_only: never contact a hub (local paths never do anyway).
+        options, device, dtype, local_files_only, revision: how a path or hub id is
+            loaded (:class:`~ragprune.runtime.loading.LoadOptions` and its shorthands).
         max_length: tokens per pair; default: the checkpoint's own limit.  The
             query is kept and the text truncated (a query longer than half the
             window is truncated too).
@@ -211,56 +211,20 @@ class CrossEncoderModel:
         model: Any,
         *,
         tokenizer: Any = None,
-        device: Any = "auto",
-        dtype: Any = "auto",
-        local_files_only: bool = False,
         max_length: int | None = None,
         batch_size: int = 32,
         activation: str = "auto",
         max_batch_tokens: int | None = None,
+        options: LoadOptions | None = None,
+        **load: Unpack[LoadKwargs],
     ) -> None:
         self.batch_size = check_int("batch_size", batch_size, min=1)
         max_length = check_int("max_length", max_length, min=1, allow_none=True)
         self.max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
         check_choice("activation", activation, _ACTIVATIONS)
+        opts = LoadOptions.resolve(options, **load)
         self._lock = threading.Lock()
-        saved_activation: str | None = None
-        saved_max_length: int | None = None
-
-        if isinstance(model, (str, os.PathLike)):
-            name = str(model)
-            model_dir, saved_activation, saved_max_length = self._inspect_checkpoint(name)
-            from transformers import AutoModelForSequenceClassification
-
-            self.model = load_model(AutoModelForSequenceClassification, model_dir, device=device, dtype=dtype,
-                                    local_files_only=local_files_only)
-            if tokenizer is None:
-                tokenizer = model_dir
-            self.name = name
-        elif hasattr(model, "transformers_model") or (hasattr(model, "predict") and hasattr(model, "tokenizer")):
-            # A loaded sentence-transformers CrossEncoder.
-            inner = getattr(model, "transformers_model", None) or model.model
-            if inner is None:
-                raise TypeError("this CrossEncoder has no transformers model to run")
-            self.model = inner
-            tokenizer = model.tokenizer if tokenizer is None else tokenizer
-            fn = getattr(model, "activation_fn", None)
-            if fn is not None:
-                saved_activation = _activation_from_path(f"{type(fn).__module__}.{type(fn).__name__}")
-            saved_max_length = getattr(model, "max_length", None)
-            self.name = str(getattr(inner, "name_or_path", "") or type(model).__name__)
-        elif hasattr(model, "config") and callable(model):
-            self.model = model
-            if tokenizer is None:
-                tokenizer = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
-                if not tokenizer:
-                    raise ValueError("pass tokenizer= with an already-loaded model that has no name_or_path")
-            self.name = str(getattr(model, "name_or_path", "") or type(model).__name__)
-        else:
-            raise TypeError(f"model must be a path, a hub id or a loaded model, got {type(model).__name__}")
-
-        if isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = load_tokenizer(str(tokenizer), local_files_only=local_files_only)
+        self.model, tokenizer, self.name, saved_activation, saved_max_length = self._load(model, tokenizer, opts)
         self.tokenizer = tokenizer
         self.model.eval()
         self.device = _model_device(self.model)
@@ -270,13 +234,7 @@ class CrossEncoderModel:
             raise ValueError(
                 f"a cross-encoder needs one logit or two labels; {self.name!r} has {self.num_labels} labels"
             )
-        if activation == "auto":
-            # Two labels: the probability of label 1 (a saved Identity is only
-            # sentence-transformers' default for several labels).
-            activation = (saved_activation or "sigmoid") if self.num_labels == 1 else "softmax"
-        if activation == "softmax" and self.num_labels == 1:
-            activation = "sigmoid"  # softmax of a single logit is constant; sigmoid is what is meant
-        self.activation = activation
+        self.activation = self._activation(activation, saved_activation)
         self.max_length = _resolve_max_length(max_length, tokenizer, config, saved_max_length)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._left_pad = getattr(tokenizer, "padding_side", "right") == "left"
@@ -285,6 +243,54 @@ class CrossEncoderModel:
                              if n in accepted or n == "input_ids"]
         logger.debug("cross-encoder %s: %d label(s), activation=%s, max_length=%d, device=%s",
                      self.name, self.num_labels, self.activation, self.max_length, self.device)
+
+    def _activation(self, activation: str, saved: str | None) -> str:
+        if activation == "auto":
+            # Two labels: the probability of label 1 (a saved Identity is only
+            # sentence-transformers' default for several labels).
+            return (saved or "sigmoid") if self.num_labels == 1 else "softmax"
+        if activation == "softmax" and self.num_labels == 1:
+            return "sigmoid"  # softmax of a single logit is constant; sigmoid is what is meant
+        return activation
+
+    @classmethod
+    def _load(cls, model: Any, tokenizer: Any, opts: LoadOptions) -> tuple[Any, Any, str, str | None, int | None]:
+        """The transformers model, the tokenizer, a name, and any saved activation / max length."""
+        saved_activation: str | None = None
+        saved_max_length: int | None = None
+        if isinstance(model, (str, os.PathLike)):
+            name = str(model)
+            model_dir, saved_activation, saved_max_length = cls._inspect_checkpoint(name)
+            from transformers import AutoModelForSequenceClassification
+
+            loaded = load_model(AutoModelForSequenceClassification, model_dir, **opts.as_kwargs())
+            if tokenizer is None:
+                tokenizer = model_dir
+        elif hasattr(model, "transformers_model") or (hasattr(model, "predict") and hasattr(model, "tokenizer")):
+            # A loaded sentence-transformers CrossEncoder.
+            inner = getattr(model, "transformers_model", None) or model.model
+            if inner is None:
+                raise TypeError("this CrossEncoder has no transformers model to run")
+            loaded = inner
+            tokenizer = model.tokenizer if tokenizer is None else tokenizer
+            fn = getattr(model, "activation_fn", None)
+            if fn is not None:
+                saved_activation = _activation_from_path(f"{type(fn).__module__}.{type(fn).__name__}")
+            saved_max_length = getattr(model, "max_length", None)
+            name = str(getattr(inner, "name_or_path", "") or type(model).__name__)
+        elif hasattr(model, "config") and callable(model):
+            loaded = model
+            if tokenizer is None:
+                tokenizer = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+                if not tokenizer:
+                    raise ValueError("pass tokenizer= with an already-loaded model that has no name_or_path")
+            name = str(getattr(model, "name_or_path", "") or type(model).__name__)
+        else:
+            raise TypeError(f"model must be a path, a hub id or a loaded model, got {type(model).__name__}")
+        if isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = load_tokenizer(str(tokenizer), local_files_only=opts.local_files_only,
+                                       revision=opts.revision)
+        return loaded, tokenizer, name, saved_activation, saved_max_length
 
     @staticmethod
     def _inspect_checkpoint(name: str) -> tuple[str, str | None, int | None]:
@@ -396,7 +402,8 @@ class BiEncoderModel:
             recognised by its ``modules.json``, else a plain Hugging Face encoder
             whose token states are mean-pooled); or an already-loaded
             ``SentenceTransformer`` or ``PreTrainedModel`` (used as is).
-        device, dtype, local_files_only: as for :class:`CrossEncoderModel`.
+        options, device, dtype, local_files_only, revision: how a path or hub id is
+            loaded (:class:`~ragprune.runtime.loading.LoadOptions` and its shorthands).
         batch_size: texts per forward pass.
         normalize: L2-normalize embeddings (dot product = cosine).
         tokenizer: tokenizer for a plain encoder passed as an object.
@@ -407,41 +414,23 @@ class BiEncoderModel:
         self,
         model: Any,
         *,
-        device: Any = "auto",
-        dtype: Any = "auto",
-        local_files_only: bool = False,
         batch_size: int = 64,
         normalize: bool = True,
         tokenizer: Any = None,
         max_length: int | None = None,
+        options: LoadOptions | None = None,
+        **load: Unpack[LoadKwargs],
     ) -> None:
         self.batch_size = check_int("batch_size", batch_size, min=1)
         max_length = check_int("max_length", max_length, min=1, allow_none=True)
         self.normalize = bool(normalize)
+        opts = LoadOptions.resolve(options, **load)
         self._lock = threading.Lock()
         self._st: Any = None
         self.model: Any = None
         if isinstance(model, (str, os.PathLike)):
-            name = str(model)
-            self.name = name
-            if _local_or_cached_file(name, "modules.json") is not None:
-                kind = "sentence-transformers"
-            elif Path(name).expanduser().is_dir() or _local_or_cached_file(name, "config.json") is not None:
-                kind = "plain"
-            else:  # a hub id not cached yet: sentence-transformers loads either kind of repository
-                kind = "sentence-transformers"
-            if kind == "sentence-transformers":
-                dev = resolve_device(device)
-                self._st = _load_sentence_transformer(name, device=dev, dtype=resolve_dtype(dtype, dev),
-                                                      local_files_only=local_files_only)
-                if max_length is not None:
-                    self._st.max_seq_length = max_length
-            else:
-                from transformers import AutoModel
-
-                self.model = load_model(AutoModel, name, device=device, dtype=dtype,
-                                        local_files_only=local_files_only)
-                tokenizer = load_tokenizer(tokenizer or name, local_files_only=local_files_only)
+            self.name = str(model)
+            tokenizer = self._load_path(self.name, tokenizer, max_length, opts)
         elif hasattr(model, "encode") and hasattr(model, "tokenizer"):
             self._st = model
             self.name = type(model).__name__
@@ -457,10 +446,32 @@ class BiEncoderModel:
                 if not tokenizer:
                     raise ValueError("pass tokenizer= with an already-loaded model that has no name_or_path")
             if isinstance(tokenizer, (str, os.PathLike)):
-                tokenizer = load_tokenizer(str(tokenizer), local_files_only=local_files_only)
+                tokenizer = load_tokenizer(str(tokenizer), local_files_only=opts.local_files_only)
         else:
             raise TypeError(f"model must be a path, a hub id or a loaded model, got {type(model).__name__}")
+        self._finish(tokenizer, max_length)
 
+    def _load_path(self, name: str, tokenizer: Any, max_length: int | None, opts: LoadOptions) -> Any:
+        """Load a sentence-transformers checkpoint (into ``_st``) or a plain encoder (into ``model``)."""
+        if _local_or_cached_file(name, "modules.json") is not None:
+            kind = "sentence-transformers"
+        elif Path(name).expanduser().is_dir() or _local_or_cached_file(name, "config.json") is not None:
+            kind = "plain"
+        else:  # a hub id not cached yet: sentence-transformers loads either kind of repository
+            kind = "sentence-transformers"
+        if kind == "sentence-transformers":
+            dev = resolve_device(opts.device)
+            self._st = _load_sentence_transformer(name, device=dev, dtype=resolve_dtype(opts.dtype, dev),
+                                                  local_files_only=opts.local_files_only)
+            if max_length is not None:
+                self._st.max_seq_length = max_length
+            return tokenizer
+        from transformers import AutoModel
+
+        self.model = load_model(AutoModel, name, **opts.as_kwargs())
+        return load_tokenizer(tokenizer or name, local_files_only=opts.local_files_only, revision=opts.revision)
+
+    def _finish(self, tokenizer: Any, max_length: int | None) -> None:
         if self._st is not None:
             self._st.eval()
             self.tokenizer = self._st.tokenizer

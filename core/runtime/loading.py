@@ -1,4 +1,4 @@
-"""Device and dtype resolution, and offline-first model loading.
+"""Offline-first model loading: local paths never reach a hub, safetensors only, no remote code.
 
 Nothing here touches global state: no seeds, no backend flags, no environment
 variables are written.
@@ -10,15 +10,15 @@ import importlib
 import importlib.util
 import logging
 import os
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 
-if TYPE_CHECKING:
-    import torch
+from .device import resolve_device, resolve_dtype
 
-__all__ = ["resolve_device", "resolve_dtype", "load_tokenizer", "load_model", "import_model_module",
-           "require_models", "ModelLoadError", "MODELS_HINT"]
+__all__ = ["LoadOptions", "LoadKwargs", "load_tokenizer", "load_model", "import_model_module", "require_models",
+           "ModelLoadError", "MODELS_HINT"]
 
 logger = logging.getLogger("ragprune")
 
@@ -29,6 +29,60 @@ class ModelLoadError(OSError):
 
 MODELS_HINT = "pip install 'ragprune[models]'"
 _MODEL_PACKAGES = frozenset({"torch", "transformers", "sentence_transformers", "safetensors", "tokenizers"})
+
+
+class LoadKwargs(TypedDict, total=False):
+    """The loading options a model-backed constructor takes as keywords (shorthands for :class:`LoadOptions`)."""
+
+    device: Any
+    dtype: Any
+    local_files_only: bool
+    revision: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """How a model is loaded, kept apart from what the stage does with it.
+
+    Attributes:
+        device: ``"auto"`` (cuda > mps > cpu) or a torch device.
+        dtype: ``"auto"`` (half precision on GPUs, float32 on CPU) or a dtype.
+        local_files_only: never reach a hub (local paths never do anyway).
+        revision: hub revision (branch, tag or commit) of a hub id.
+
+    Every model-backed stage takes one as ``options=``; its keywords ``device=``,
+    ``dtype=``, ``local_files_only=`` and ``revision=`` are shorthands that
+    override the matching field.  Used only when the stage loads a path or hub
+    id: an already-loaded model stays where it is.
+    """
+
+    device: Any = "auto"
+    dtype: Any = "auto"
+    local_files_only: bool = False
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.local_files_only, bool):
+            raise TypeError(f"local_files_only must be a bool, got {self.local_files_only!r}")
+        if self.revision is not None and not isinstance(self.revision, str):
+            raise TypeError(f"revision must be a str or None, got {self.revision!r}")
+
+    @classmethod
+    def resolve(cls, options: LoadOptions | None = None, /, **shorthands: Any) -> LoadOptions:
+        """``options`` (default: all defaults) with the given shorthand keywords applied."""
+        if options is not None and not isinstance(options, LoadOptions):
+            raise TypeError(f"options must be a LoadOptions or None, got {type(options).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(shorthands) - names)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)}; loading options are "
+                            f"{', '.join(sorted(names))}")
+        base = options if options is not None else cls()
+        return replace(base, **shorthands) if shorthands else base
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields as keyword arguments of :func:`load_model`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def require_models(what: str) -> None:
@@ -47,50 +101,6 @@ def import_model_module(module: str) -> ModuleType:
         if top not in _MODEL_PACKAGES:
             raise
         raise ImportError(f"{module} needs {top}, which is not installed: {MODELS_HINT}") from e
-
-
-def resolve_device(device: Any = "auto") -> torch.device:
-    """``"auto"``/``None``: cuda > mps > cpu; anything else is honoured as given."""
-    import torch
-
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-
-
-def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
-    """``"auto"``/``None``: fp16 on CUDA and MPS, fp32 on CPU.
-
-    Half precision is only allowed on GPUs: asking for fp16/bf16 on CPU raises
-    ``ValueError`` (it is slow and inaccurate there).
-    """
-    import torch
-
-    if dtype is None or dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float16 if device.type == "mps" else torch.float32
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(sorted(_DTYPES))}")
-        dtype = getattr(torch, _DTYPES[dtype])
-    if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a str or torch.dtype, got {type(dtype).__name__}")
-    if dtype in (torch.float16, torch.bfloat16) and device.type == "cpu":
-        raise ValueError(f"{dtype} is only supported on GPU devices; use float32 on CPU")
-    return dtype
 
 
 def _looks_like_path(name: str) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.encoders import CrossEncoderModel
+from ..runtime.loading import LoadKwargs, LoadOptions
 from ..runtime.validation import check_int, check_number
 
 __all__ = ["CrossEncoderReranker"]
@@ -32,9 +33,9 @@ class CrossEncoderReranker(BaseStage):
         top_n: keep at most this many passages.
         threshold: minimum score kept (in the model's score scale: a
             probability with the default activation).
-        batch_size, max_length, device, dtype, local_files_only, activation,
-        tokenizer: passed to :class:`CrossEncoderModel` when ``model`` is not
-            one already.
+        batch_size, max_length, activation, tokenizer, and the loading options
+            (``options`` / ``device`` / ``dtype`` / ``local_files_only`` / ``revision``):
+            passed to :class:`CrossEncoderModel` when ``model`` is not one already.
     """
 
     name = "cross-encoder"
@@ -48,20 +49,18 @@ class CrossEncoderReranker(BaseStage):
         threshold: float | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
-        device: Any = "auto",
-        dtype: Any = "auto",
-        local_files_only: bool = False,
         activation: str = "auto",
         tokenizer: Any = None,
+        options: LoadOptions | None = None,
+        **load: Unpack[LoadKwargs],
     ) -> None:
         self.top_n = check_int("top_n", top_n, min=0, allow_none=True)
         self.threshold = check_number("threshold", threshold, allow_none=True)
         if isinstance(model, CrossEncoderModel):
             self.model = model
         else:
-            self.model = CrossEncoderModel(model, tokenizer=tokenizer, device=device, dtype=dtype,
-                                           local_files_only=local_files_only, max_length=max_length,
-                                           batch_size=batch_size, activation=activation)
+            self.model = CrossEncoderModel(model, tokenizer=tokenizer, max_length=max_length, batch_size=batch_size,
+                                           activation=activation, options=options, **load)
 
     def __repr__(self) -> str:
         return f"CrossEncoderReranker({self.model!r}, top_n={self.top_n}, threshold={self.threshold})"

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.encoders import BiEncoderModel
+from ..runtime.loading import LoadKwargs, LoadOptions
 from ..runtime.validation import check_choice, check_int, check_number, renamed
 from ..text.segment import Span
 from ..text.tokens import get_counter
@@ -121,8 +122,9 @@ class EmbeddingFilter(BaseStage):
             near-duplicates (e.g. 0.95).
         faiss_min_items: use a faiss index for near-duplicate search above
             this many items (numpy below; same answer).
-        batch_size, device, dtype, local_files_only: passed to
-            :class:`BiEncoderModel` when ``model`` is not one already.
+        batch_size, and the loading options (``options`` / ``device`` / ``dtype`` /
+            ``local_files_only`` / ``revision``): passed to :class:`BiEncoderModel`
+            when ``model`` is not one already.
         top_k: deprecated name of ``top_n`` (accepted for one release, with a
             ``DeprecationWarning``).
     """
@@ -142,10 +144,9 @@ class EmbeddingFilter(BaseStage):
         redundancy_threshold: float | None = None,
         faiss_min_items: int = 256,
         batch_size: int = 64,
-        device: Any = "auto",
-        dtype: Any = "auto",
-        local_files_only: bool = False,
         top_k: int | None = None,
+        options: LoadOptions | None = None,
+        **load: Unpack[LoadKwargs],
     ) -> None:
         top_n = renamed("top_k", top_k, "top_n", top_n)
         self.level = check_choice("level", level, _LEVELS)
@@ -159,8 +160,7 @@ class EmbeddingFilter(BaseStage):
         if isinstance(model, BiEncoderModel):
             self.model = model
         else:
-            self.model = BiEncoderModel(model, device=device, dtype=dtype, local_files_only=local_files_only,
-                                        batch_size=batch_size, normalize=True)
+            self.model = BiEncoderModel(model, batch_size=batch_size, normalize=True, options=options, **load)
 
     def __repr__(self) -> str:
         return (f"EmbeddingFilter({self.model!r}, level={self.level!r}, threshold={self.threshold}, "

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.causal_lm import TokenScores, select_units, token_targets, unit_counts, unit_scores
+from ..runtime.loading import LoadKwargs, LoadOptions
 from ..runtime.validation import check_int, check_number, check_rate
 from ..text.segment import Span
 from ..text.tokens import TokenCounter, get_counter
@@ -50,9 +51,9 @@ class QueryTokenCompressor(BaseStage):
             (alone, or together with ``rate`` / ``target_tokens`` as a cap).
         rank_bias: in [0, 1): how much more of the target earlier passages get.
         counter: token counter of ``rate`` / ``target_tokens`` (default: words).
-        tokenizer / max_length / stride / batch_size / max_batch_tokens /
-            device / dtype / local_files_only / revision: passed to
-            :class:`ProvencePruner`, which does the scoring.
+        tokenizer / max_length / stride / batch_size / max_batch_tokens, and the
+            loading options (``options`` / ``device`` / ``dtype`` / ``local_files_only``
+            / ``revision``): passed to :class:`ProvencePruner`, which does the scoring.
     """
 
     name: ClassVar[str] = "query-token-compressor"
@@ -72,10 +73,8 @@ class QueryTokenCompressor(BaseStage):
         stride: int | None = None,
         batch_size: int = 16,
         max_batch_tokens: int | None = 16384,
-        device: Any = "auto",
-        dtype: Any = "auto",
-        local_files_only: bool = False,
-        revision: str | None = None,
+        options: LoadOptions | None = None,
+        **load: Unpack[LoadKwargs],
     ) -> None:
         threshold = check_number("threshold", threshold, allow_none=True)
         rate = check_rate("rate", rate, allow_none=True)
@@ -91,8 +90,8 @@ class QueryTokenCompressor(BaseStage):
         self.rank_bias = rank_bias
         self.counter: TokenCounter = get_counter(counter)
         self.scorer = ProvencePruner(model, tokenizer=tokenizer, max_length=max_length, stride=stride,
-                                     batch_size=batch_size, max_batch_tokens=max_batch_tokens, device=device,
-                                     dtype=dtype, local_files_only=local_files_only, revision=revision)
+                                     batch_size=batch_size, max_batch_tokens=max_batch_tokens, options=options,
+                                     **load)
 
     def __repr__(self) -> str:
         return (f"QueryTokenCompressor(rate={self.rate!r}, target_tokens={self.target_tokens!r}, "

@@ -112,7 +112,7 @@ class SentenceSelector(BaseStage):
         self.context_window = check_int("context_window", context_window, min=0)
         if threshold is None and top_n is None and max_tokens is None:
             raise ValueError("set at least one of threshold, top_n, max_tokens")
-        allowed = {"device", "dtype", "local_files_only", "batch_size", "max_length"}
+        allowed = {"options", "device", "dtype", "local_files_only", "revision", "batch_size", "max_length"}
         unknown = set(scorer_options) - allowed
         if unknown:
             raise TypeError(f"unexpected arguments: {', '.join(sorted(unknown))}")

@@ -48,13 +48,13 @@ import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
-from ..budget import Budget, allocate_tokens
+from ..budget import Budget, allocate_tokens, deprecated_stage_budget
 from ..passage import BaseStage, Dropped, Passage, StageOutput
-from ..runtime.loading import require_models
+from ..runtime.loading import LoadKwargs, LoadOptions, require_models
 from ..runtime.validation import check_choice, check_int, check_number, check_rate
 from ..text.tokens import TiktokenCounter, TokenCounter, WordCounter, get_counter
 
@@ -154,14 +154,11 @@ class TokenClassifierCompressor(BaseStage):
             already-loaded model (then ``tokenizer`` is required; it is put in
             eval mode and used on its own device).
         tokenizer: a fast tokenizer (object, path or id); default: ``model``'s.
-        device: ``"auto"`` (cuda > mps > cpu) or a torch device; only for paths/ids.
-        dtype: ``"auto"`` (fp16/bf16 on GPU, fp32 on CPU) or a dtype; only for paths/ids.
-        local_files_only: never reach the hub.
         rate: fraction of each passage's tokens to keep, in (0, 1]; each
             passage keeps at most ``ceil(rate * tokens)``.
         target_tokens: total tokens to keep over all passages of a call, split
             across passages by :func:`allocate_tokens` (favouring earlier, i.e.
-            higher-ranked, passages when ``budget.rank_bias > 0``).  A passage
+            higher-ranked, passages when ``rank_bias > 0``).  A passage
             whose share is 0 is dropped (reported in ``dropped``).
         threshold: keep every word whose keep probability is at least this, in
             [0, 1].  With ``rate`` or ``target_tokens`` as well, the token
@@ -177,14 +174,17 @@ class TokenClassifierCompressor(BaseStage):
         counter: how tokens are counted for ``rate`` and ``target_tokens``
             (see :func:`ragprune.get_counter`; default: words).  Each word is
             counted on its own.
-        budget: a :class:`Budget` whose ``rate`` / ``max_tokens`` are used when
-            ``rate`` / ``target_tokens`` are not given, and whose ``rank_bias``
-            shapes the split of the tokens across passages.
+        rank_bias: in [0, 1): how much ``target_tokens`` favours earlier passages.
+        budget: deprecated (budgets live in the Pipeline; use ``rate``,
+            ``target_tokens`` and ``rank_bias``): a :class:`Budget` whose ``rate`` /
+            ``max_tokens`` / ``rank_bias`` stand in for those not given.
         quantize: ``"int8"`` for torch dynamic int8 quantization (per-channel
             weights) of the Linear layers but the classification head (CPU
             only; a quantized copy, the given model is untouched).
+        options / device / dtype / local_files_only / revision: how a path or hub id
+            is loaded (:class:`~ragprune.runtime.loading.LoadOptions` and its shorthands).
 
-    With none of ``rate``, ``target_tokens``, ``threshold`` (nor a budget),
+    With none of ``rate``, ``target_tokens``, ``threshold``,
     half the tokens are kept.
 
     Words the model sees no sub-token of take the keep probability of the word
@@ -204,9 +204,6 @@ class TokenClassifierCompressor(BaseStage):
         model: Any,
         *,
         tokenizer: Any = None,
-        device: Any = "auto",
-        dtype: Any = "auto",
-        local_files_only: bool = False,
         rate: float | None = None,
         target_tokens: int | None = None,
         threshold: float | None = None,
@@ -216,15 +213,19 @@ class TokenClassifierCompressor(BaseStage):
         batch_size: int = 16,
         max_batch_tokens: int | None = None,
         counter: Any = None,
+        rank_bias: float | None = None,
         budget: Budget | None = None,
         quantize: str | None = None,
+        options: LoadOptions | None = None,
+        **load: Unpack[LoadKwargs],
     ) -> None:
-        if budget is not None and not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
-        if rate is None and budget is not None:
-            rate = budget.rate
-        if target_tokens is None and budget is not None:
-            target_tokens = budget.max_tokens
+        budget = deprecated_stage_budget("TokenClassifierCompressor", budget)
+        if budget is not None:
+            rate = budget.rate if rate is None else rate
+            target_tokens = budget.max_tokens if target_tokens is None else target_tokens
+            rank_bias = budget.rank_bias if rank_bias is None else rank_bias
+        rank_bias = check_number("rank_bias", 0.0 if rank_bias is None else rank_bias, min=0.0, max=1.0,
+                                 max_inclusive=False)
         rate = check_rate("rate", rate, allow_none=True)
         target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
         threshold = check_number("threshold", threshold, min=0.0, max=1.0, allow_none=True)
@@ -249,14 +250,13 @@ class TokenClassifierCompressor(BaseStage):
         self._force_words = tuple(t for t in force if t.strip() and t == t.strip() and not any(
             c.isspace() for c in t))
         self.force_digits = bool(force_digits)
-        self.rank_bias = budget.rank_bias if budget is not None else 0.0
+        self.rank_bias = rank_bias
         self.batch_size = batch_size
         self.counter: TokenCounter = get_counter(counter)
         self._lock = threading.Lock()
         self._tiktoken_lengths: np.ndarray | None = None
 
-        self.model, self.tokenizer = self._load(model, tokenizer, device=device, dtype=dtype,
-                                                local_files_only=local_files_only)
+        self.model, self.tokenizer = self._load(model, tokenizer, LoadOptions.resolve(options, **load))
         if quantize == "int8":
             self.model = self._quantize(self.model)
         self.quantize = quantize
@@ -279,7 +279,7 @@ class TokenClassifierCompressor(BaseStage):
     # ------------------------------------------------------------------ loading
 
     @staticmethod
-    def _load(model: Any, tokenizer: Any, *, device: Any, dtype: Any, local_files_only: bool) -> tuple[Any, Any]:
+    def _load(model: Any, tokenizer: Any, opts: LoadOptions) -> tuple[Any, Any]:
         from ..runtime.loading import load_model, load_tokenizer
 
         if isinstance(model, (str, os.PathLike)):
@@ -287,9 +287,9 @@ class TokenClassifierCompressor(BaseStage):
 
             tok = tokenizer
             if tok is None or isinstance(tok, (str, os.PathLike)):
-                tok = load_tokenizer(model if tok is None else tok, local_files_only=local_files_only)
-            mdl = load_model(AutoModelForTokenClassification, model, device=device, dtype=dtype,
-                             local_files_only=local_files_only)
+                tok = load_tokenizer(model if tok is None else tok, local_files_only=opts.local_files_only,
+                                     revision=opts.revision)
+            mdl = load_model(AutoModelForTokenClassification, model, **opts.as_kwargs())
         else:
             if not callable(model) or not hasattr(model, "config"):
                 raise TypeError(f"model must be a path, a hub id or a loaded token classifier, "
@@ -298,7 +298,7 @@ class TokenClassifierCompressor(BaseStage):
                 raise TypeError("a loaded model needs its tokenizer: pass tokenizer=")
             tok = tokenizer
             if isinstance(tok, (str, os.PathLike)):
-                tok = load_tokenizer(tok, local_files_only=local_files_only)
+                tok = load_tokenizer(tok, local_files_only=opts.local_files_only)
             mdl = model
             mdl.eval()
         num_labels = int(getattr(mdl.config, "num_labels", 0) or 0)

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..runtime.loading import load_tokenizer, resolve_device
+from ..runtime.device import resolve_device
+from ..runtime.loading import load_tokenizer
 from ..runtime.validation import check_int, check_number
 from ..stages.provence import DEFAULT_THRESHOLD, FORMAT_FILE, PairTemplate, PrunerModel
 from ..text.segment import sentence_spans

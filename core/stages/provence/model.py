@@ -7,12 +7,13 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import torch
 from torch import nn
 
-from ...runtime.loading import ModelLoadError, resolve_device, resolve_dtype
+from ...runtime.device import resolve_device, resolve_dtype
+from ...runtime.loading import LoadKwargs, LoadOptions, ModelLoadError
 from .checkpoint import (
     DEFAULT_THRESHOLD,
     FORMAT_FILE,
@@ -122,16 +123,18 @@ class PrunerModel(nn.Module):
 
     # ----------------------------------------------------------------- loading
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike[str], *, device: Any = "auto", dtype: Any = "auto",
-                        local_files_only: bool = False, revision: str | None = None) -> PrunerModel:
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str], *, options: LoadOptions | None = None,
+                        **load: Unpack[LoadKwargs]) -> PrunerModel:
         """Load a pruner directory, or a naver Provence / OpenProvence checkpoint.
 
         ``name_or_path`` is a local directory or a hub id (looked up in the local
-        cache first; ``local_files_only=True`` never touches the network).
+        cache first; ``local_files_only=True`` never touches the network).  Loading
+        options: :class:`~ragprune.runtime.loading.LoadOptions` or its shorthands.
         """
-        directory = resolve_model_dir(name_or_path, local_files_only=local_files_only, revision=revision)
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
+        opts = LoadOptions.resolve(options, **load)
+        directory = resolve_model_dir(name_or_path, local_files_only=opts.local_files_only, revision=opts.revision)
+        dev = resolve_device(opts.device)
+        dt = resolve_dtype(opts.dtype, dev)
         try:
             model = _load_directory(cls, directory, dt)
         except (OSError, ValueError, KeyError, RuntimeError) as e:

@@ -6,15 +6,15 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
 
-from ...budget import Budget
+from ...budget import Budget, deprecated_stage_budget
 from ...passage import BaseStage, Dropped, Passage, StageOutput
 from ...runtime.batching import run_sorted
-from ...runtime.loading import load_tokenizer
+from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
 from ...runtime.validation import check_int, check_number, renamed
 from ...text.tokens import TokenCounter, get_counter
 from .model import PrunerModel
@@ -38,14 +38,15 @@ class ProvencePruner(BaseStage):
         reorder: sort passages by ranking score (ties keep input order);
             ``False`` keeps the input order.
         top_n: keep at most this many passages (the best scored), after pruning.
-        budget: an optional :class:`Budget` applied last, counted with ``counter``.
-        counter: token counter for ``budget`` (see :func:`get_counter`).
+        budget, counter: deprecated (budgets live in the Pipeline): a :class:`Budget`
+            applied last, counted with ``counter``; accepted for one release.
         max_length: tokens per window, special tokens included (default: the
             model's, capped by the tokenizer's limit).
         stride: tokens shared by consecutive windows of a long passage
             (default: a quarter of a window's passage room).
         batch_size / max_batch_tokens: bounds of each forward batch.
-        device / dtype / local_files_only / revision: how to load the model.
+        options / device / dtype / local_files_only / revision: how a path or hub id
+            is loaded (:class:`~ragprune.runtime.loading.LoadOptions` and its shorthands).
         top_k: deprecated name of ``top_n`` (accepted for one release, with a
             ``DeprecationWarning``).
 
@@ -73,34 +74,19 @@ class ProvencePruner(BaseStage):
         stride: int | None = None,
         batch_size: int = 16,
         max_batch_tokens: int | None = 16384,
-        device: Any = "auto",
-        dtype: Any = "auto",
-        local_files_only: bool = False,
-        revision: str | None = None,
         top_k: int | None = None,
+        options: LoadOptions | None = None,
+        **load: Unpack[LoadKwargs],
     ) -> None:
         top_n = renamed("top_k", top_k, "top_n", top_n)
         threshold = check_number("threshold", threshold, allow_none=True)
         top_n = check_int("top_n", top_n, min=1, allow_none=True)
-        if budget is not None and not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
+        budget = deprecated_stage_budget("ProvencePruner", budget)
         max_length = check_int("max_length", max_length, min=1, allow_none=True)
         stride = check_int("stride", stride, min=0, allow_none=True)
         batch_size = check_int("batch_size", batch_size, min=1)
         max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
-        if isinstance(model, PrunerModel):
-            if tokenizer is None:
-                raise ValueError("tokenizer is required when model is a PrunerModel object")
-            self.model = model.eval()
-        elif isinstance(model, (str, os.PathLike)):
-            self.model = PrunerModel.from_pretrained(model, device=device, dtype=dtype,
-                                                     local_files_only=local_files_only, revision=revision)
-            if tokenizer is None:
-                tokenizer = model
-        else:
-            raise TypeError(f"model must be a path, hub id or PrunerModel, got {type(model).__name__}")
-        if isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = load_tokenizer(tokenizer, local_files_only=local_files_only)
+        self.model, tokenizer = self._load(model, tokenizer, LoadOptions.resolve(options, **load))
         self.tokenizer = tokenizer
         self.template = PairTemplate.from_tokenizer(tokenizer)
         spec = self.model.spec
@@ -121,6 +107,22 @@ class ProvencePruner(BaseStage):
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _load(model: Any, tokenizer: Any, opts: LoadOptions) -> tuple[PrunerModel, Any]:
+        if isinstance(model, PrunerModel):
+            if tokenizer is None:
+                raise ValueError("tokenizer is required when model is a PrunerModel object")
+            loaded = model.eval()
+        elif isinstance(model, (str, os.PathLike)):
+            loaded = PrunerModel.from_pretrained(model, options=opts)
+            if tokenizer is None:
+                tokenizer = model
+        else:
+            raise TypeError(f"model must be a path, hub id or PrunerModel, got {type(model).__name__}")
+        if isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = load_tokenizer(tokenizer, local_files_only=opts.local_files_only, revision=opts.revision)
+        return loaded, tokenizer
 
     # ----------------------------------------------------------------- scoring
     def _tokenize(self, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -1,0 +1,54 @@
+"""Device and dtype resolution: ``"auto"`` is cuda > mps > cpu, half precision only on GPUs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["resolve_device", "resolve_dtype"]
+
+
+def resolve_device(device: Any = "auto") -> torch.device:
+    """``"auto"``/``None``: cuda > mps > cpu; anything else is honoured as given."""
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
+    """``"auto"``/``None``: fp16 on CUDA and MPS, fp32 on CPU.
+
+    Half precision is only allowed on GPUs: asking for fp16/bf16 on CPU raises
+    ``ValueError`` (it is slow and inaccurate there).
+    """
+    import torch
+
+    if dtype is None or dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if device.type == "mps" else torch.float32
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(sorted(_DTYPES))}")
+        dtype = getattr(torch, _DTYPES[dtype])
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a str or torch.dtype, got {type(dtype).__name__}")
+    if dtype in (torch.float16, torch.bfloat16) and device.type == "cpu":
+        raise ValueError(f"{dtype} is only supported on GPU devices; use float32 on CPU")
+    return dtype
