@@ -5,6 +5,7 @@
     python3 dev.py test [ARGS]      # create .venv from the lock file, fetch test assets, run pytest ARGS
     python3 dev.py test --latest    # the same in .venv-latest with the newest versions pyproject allows
     python3 dev.py lock             # refresh requirements.lock: newest allowed versions, in a throw-away venv
+    python3 dev.py lint             # ruff (with a complexity limit) and mypy (strict on the library)
     python3 dev.py matrix [NAME..]  # install each named extra combination into a fresh venv and smoke-test it
 
 Needs only Python >= 3.11 and pip.  ``.venv`` is installed from ``requirements.lock``
@@ -119,6 +120,12 @@ def test(extra: list[str]) -> None:
     sh(str(py), "-m", "pytest", *extra, env=offline_env())
 
 
+def lint(extra: list[str]) -> None:
+    py = ensure_env(ROOT / ".venv", target=f"{ROOT}[test]")
+    sh(str(py), "-m", "ruff", "check", *extra, ".")
+    sh(str(py), "-m", "mypy")  # files and strictness: [tool.mypy] in pyproject.toml
+
+
 def freeze(py: Path) -> list[str]:
     out = subprocess.run([str(py), "-m", "pip", "freeze", "--exclude-editable", "--exclude", "ragprune"],
                          check=True, capture_output=True, text=True).stdout
@@ -177,7 +184,7 @@ def matrix(names: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"demo": demo, "test": test, "lock": lock, "matrix": matrix}
+    commands = {"demo": demo, "test": test, "lint": lint, "lock": lock, "matrix": matrix}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

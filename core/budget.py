@@ -166,6 +166,38 @@ def _longest_prefix(passage: Passage, units: list[tuple[int, int]], max_tokens: 
     return None
 
 
+def _rank_weights(n: int, rank_bias: float) -> list[float]:
+    """Weight ``1 + rank_bias * (1 - 2k/(n-1))`` of passage ``k`` of ``n`` (all 1 for a single passage)."""
+    return [1.0 + rank_bias * (1.0 - 2.0 * k / (n - 1)) if n > 1 else 1.0 for k in range(n)]
+
+
+def _filled(counts: Sequence[int], weights: Sequence[float], lam: float) -> list[float]:
+    """Each passage's share at level ``lam``: ``lam * weight * length``, capped at its length."""
+    return [min(float(c), lam * w * c) for c, w in zip(counts, weights, strict=True)]
+
+
+def _fill_level(counts: Sequence[int], weights: Sequence[float], total: int) -> float:
+    """The highest level (found by bisection) whose shares sum to at most ``total``."""
+    lo, hi = 0.0, 1.0 / min(w for w in weights if w > 0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if sum(_filled(counts, weights, mid)) > total:
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def _hand_out_remainder(alloc: list[int], counts: Sequence[int], rest: int) -> None:
+    """Give one more token to each passage below its length, in rank order, until ``rest`` runs out."""
+    for k in range(len(alloc)):
+        if rest <= 0:
+            break
+        if alloc[k] < counts[k]:
+            alloc[k] += 1
+            rest -= 1
+
+
 def allocate_tokens(counts: Sequence[int], total: int, *, rank_bias: float = 0.0) -> list[int]:
     """Per-passage token targets summing to at most ``min(total, sum(counts))``.
 
@@ -182,27 +214,9 @@ def allocate_tokens(counts: Sequence[int], total: int, *, rank_bias: float = 0.0
         raise ValueError("counts must be >= 0")
     if total >= sum(counts):
         return list(counts)
-    weights = [1.0 + rank_bias * (1.0 - 2.0 * k / (n - 1)) if n > 1 else 1.0 for k in range(n)]
-
-    def filled(lam: float) -> list[float]:
-        return [min(float(c), lam * w * c) for c, w in zip(counts, weights, strict=True)]
-
-    lo, hi = 0.0, 1.0 / min(w for w in weights if w > 0)
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if sum(filled(mid)) > total:
-            hi = mid
-        else:
-            lo = mid
-    alloc = [int(math.floor(x)) for x in filled(lo)]
-    # Hand out the rounding remainder in rank order.
-    rest = total - sum(alloc)
-    for k in range(n):
-        if rest <= 0:
-            break
-        if alloc[k] < counts[k]:
-            alloc[k] += 1
-            rest -= 1
+    weights = _rank_weights(n, rank_bias)
+    alloc = [int(math.floor(x)) for x in _filled(counts, weights, _fill_level(counts, weights, total))]
+    _hand_out_remainder(alloc, counts, total - sum(alloc))
     return alloc
 
 

@@ -32,6 +32,9 @@ class LexicalReranker(BaseStage):
         self.top_n = check_int("top_n", top_n, min=0, allow_none=True)
         self.threshold = check_number("threshold", threshold, allow_none=True)
 
+    def __repr__(self) -> str:
+        return f"LexicalReranker(top_n={self.top_n}, threshold={self.threshold})"
+
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         q = _terms(query or "")
         scored = [p.with_score(self.name, len(q & _terms(p.text)) / len(q) if q else 0.0) for p in passages]
@@ -56,6 +59,9 @@ class FakeCompressor(BaseStage):
 
     def __init__(self, *, rate: float = 0.5) -> None:
         self.rate = check_rate("rate", rate)
+
+    def __repr__(self) -> str:
+        return f"FakeCompressor(rate={self.rate})"
 
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         out = []

@@ -11,6 +11,7 @@ from typing import Any
 
 from ragprune import Budget, Pipeline, create_stage
 from ragprune.runtime.validation import check_int
+from ragprune.stages.top_n import TopN
 
 __all__ = ["as_budget", "as_pipeline", "check_query", "query_stages"]
 
@@ -22,29 +23,38 @@ def as_budget(budget: Budget | int | None) -> Budget | None:
     return Budget(max_tokens=check_int("budget", budget, min=0))
 
 
-def as_pipeline(stage: Any, budget: Budget | int | None = None, counter: Any = None) -> Pipeline:
+def as_pipeline(stage: Any, budget: Budget | int | None = None, counter: Any = None,
+                top_n: int | None = None) -> Pipeline:
     """One :class:`ragprune.Pipeline` from a pipeline, a stage, a list of stages or a registered stage name.
 
-    A pipeline given alone is used as it is.  Given with ``budget`` or ``counter`` it is
-    nested: the outer pipeline applies the budget after it and counts with ``counter``,
-    by default the wrapped pipeline's own counter, so a budget means the same tokens in
-    every adapter.
+    A pipeline given alone is used as it is.  Given with ``budget``, ``counter`` or
+    ``top_n`` it is nested: the outer pipeline keeps the ``top_n`` best of what it
+    returns, then applies the budget, counting with ``counter`` (by default the
+    wrapped pipeline's own counter, so a budget means the same tokens in every adapter).
     """
     final = as_budget(budget)
+    cap = check_int("top_n", top_n, min=0, allow_none=True)
+    stages = _stages(stage)
+    inner = stages[0] if len(stages) == 1 and isinstance(stages[0], Pipeline) else None
+    if inner is not None and final is None and counter is None and cap is None:
+        return inner
+    if inner is not None and counter is None:
+        counter = inner.counter
+    return Pipeline([*stages, *([TopN(cap)] if cap is not None else [])], final, counter)
+
+
+def _stages(stage: Any) -> list[Any]:
     if isinstance(stage, str):
         stage = create_stage(stage)
     stages = list(stage) if isinstance(stage, (list, tuple)) else [stage]
+    if not stages:
+        raise ValueError("stage must be a stage, a Pipeline, a registered name or a non-empty list of stages")
     for i, s in enumerate(stages):
         if not callable(getattr(s, "apply", None)):
             where = "stage" if len(stages) == 1 and not isinstance(stage, (list, tuple)) else f"stage[{i}]"
             raise TypeError(f"{where} must be a ragprune stage or Pipeline (with apply(query, passages)), "
                             f"got {type(s).__name__}")
-    if len(stages) == 1 and isinstance(stages[0], Pipeline):
-        inner = stages[0]
-        if final is None and counter is None:
-            return inner
-        return Pipeline([inner], final, inner.counter if counter is None else counter)
-    return Pipeline(stages, final, counter)
+    return stages
 
 
 def query_stages(stage: Any) -> list[str]:

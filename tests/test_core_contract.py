@@ -412,3 +412,13 @@ def test_replace_keeps_text_and_spans_consistent() -> None:
         p.replace(spans=((0, 5),))
     cut = p.with_spans([(0, 10)])
     assert cut.replace(metadata={"a": 1}).text == "Alpha one."
+
+
+def test_stages_and_pipelines_show_their_settings() -> None:
+    pipeline = Pipeline([LexicalReranker(top_n=2), FakeCompressor(rate=0.5), LongContextReorder(), TopN(3)],
+                        budget=Budget(max_tokens=5))
+    text = repr(pipeline)
+    for part in ("LexicalReranker(top_n=2", "FakeCompressor(rate=0.5)", "LongContextReorder(by_score=False)",
+                 "TopN(3)", "max_tokens=5"):
+        assert part in text
+    assert " object at 0x" not in text

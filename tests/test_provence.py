@@ -451,3 +451,8 @@ def test_property_extractive_and_accounted(pruner: ProvencePruner, texts: list[s
     for p in res.passages:
         check_extractive(p)
         assert p.original == texts[p.index]
+
+
+def test_repr_shows_the_settings(pruner: ProvencePruner) -> None:
+    text = repr(pruner)
+    assert text.startswith("ProvencePruner(") and f"threshold={pruner.threshold:g}" in text and "object at" not in text

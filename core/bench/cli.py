@@ -12,9 +12,16 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cli import Command
+
+if TYPE_CHECKING:
+    from ..training.datasets import QACase
+    from .methods import MethodConfig
+    from .runner import BenchResult
 
 __all__ = ["BENCH_COMMAND"]
 
@@ -63,8 +70,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this run")
 
 
-def _parse_points(items: list[str]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
+def _parse_points(items: list[str]) -> dict[str, Sequence[float]]:
+    out: dict[str, Sequence[float]] = {}
     for item in items:
         name, sep, values = item.partition("=")
         if not sep or not name:
@@ -84,44 +91,72 @@ def _tiktoken_cache() -> str | None:
     return str(path) if path.is_dir() else None
 
 
-def _run(args: argparse.Namespace) -> int:
+def _prepare_runtime(threads: int | None) -> None:
+    """Point tiktoken at an offline cache and set torch's thread count before any method loads."""
+    # llmlingua loads a tiktoken encoding when constructed: point it at llama-index-core's offline copy.
+    if not os.environ.get("TIKTOKEN_CACHE_DIR"):
+        cache = _tiktoken_cache()
+        if cache is not None:
+            os.environ["TIKTOKEN_CACHE_DIR"] = cache
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _load_cases(args: argparse.Namespace, n: int | None) -> tuple[list[QACase], str]:
+    """The cases selected by ``--data``/``--split`` (at most ``n``) and a description of the data."""
     from ..training.datasets import load_hotpotqa, load_jsonl
-    from .methods import MethodConfig, build_methods
-    from .report import closest_to_goal, write_all
+
+    if args.data == "hotpotqa":
+        from ..tools.assets import asset_path
+
+        cases = load_hotpotqa(args.split, asset_path("hotpotqa", args.assets_dir), limit=n)
+        return cases, f"HotpotQA distractor, {args.split} split"
+    return load_jsonl(args.data, limit=n), str(args.data)
+
+
+def _method_config(args: argparse.Namespace) -> MethodConfig:
+    from .methods import MethodConfig
+
+    return MethodConfig(minilm=args.minilm, cross_encoder=args.cross_encoder, pruner=args.pruner,
+                        student=args.student, token_classifier=args.token_classifier,
+                        work_dir=Path(".cache") / "bench", assets_dir=args.assets_dir, device=args.device,
+                        counter=args.counter)
+
+
+def _print_summary(result: BenchResult, n_cases: int, paths: Sequence[Path], wall: float) -> None:
+    """What ran, where it was written, what was skipped and which method came closest to the goal."""
+    from .report import closest_to_goal
+
+    print(f"{n_cases} cases, {len(result.methods)} methods in {wall:.1f} s; wrote "
+          + ", ".join(str(p) for p in paths))
+    for name, why in result.skipped:
+        print(f"skipped {name}: {why}")
+    best = closest_to_goal(result)
+    if best:
+        name, pt, short = best[0]
+        print(f"closest to the goal: {name} at {pt:g} (shortfall {short:.3f})")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .methods import build_methods
+    from .report import write_all
     from .runner import run_bench
 
     n = QUICK_CASES if args.quick and args.cases is None else args.cases
     if n is not None and n < 1:
         print("error: --cases must be >= 1", file=sys.stderr)
         return 2
-    # llmlingua loads a tiktoken encoding when constructed: point it at llama-index-core's offline copy.
-    if not os.environ.get("TIKTOKEN_CACHE_DIR"):
-        cache = _tiktoken_cache()
-        if cache is not None:
-            os.environ["TIKTOKEN_CACHE_DIR"] = cache
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _prepare_runtime(args.threads)
     try:
         points = _parse_points(args.points)
-        if args.data == "hotpotqa":
-            from ..tools.assets import asset_path
-
-            cases = load_hotpotqa(args.split, asset_path("hotpotqa", args.assets_dir), limit=n)
-            data = f"HotpotQA distractor, {args.split} split"
-        else:
-            cases = load_jsonl(args.data, limit=n)
-            data = str(args.data)
+        cases, data = _load_cases(args, n)
         if not cases:
             print("error: no cases loaded", file=sys.stderr)
             return 1
         out = Path(args.out)
-        config = MethodConfig(minilm=args.minilm, cross_encoder=args.cross_encoder, pruner=args.pruner,
-                              student=args.student, token_classifier=args.token_classifier,
-                              work_dir=Path(".cache") / "bench", assets_dir=args.assets_dir, device=args.device,
-                              counter=args.counter)
-        methods = build_methods(args.methods, config, points)
+        methods = build_methods(args.methods, _method_config(args), points)
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -136,15 +171,7 @@ def _run(args: argparse.Namespace) -> int:
                        preload=_PRELOAD if any(m.name not in _MODEL_FREE for m in methods) else ())
     command = "ragprune " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     paths = write_all(result, out, plots=not args.no_plots, command=command)
-    wall = time.perf_counter() - start
-    print(f"{len(cases)} cases, {len(result.methods)} methods in {wall:.1f} s; wrote "
-          + ", ".join(str(p) for p in paths))
-    for name, why in result.skipped:
-        print(f"skipped {name}: {why}")
-    best = closest_to_goal(result)
-    if best:
-        name, pt, short = best[0]
-        print(f"closest to the goal: {name} at {pt:g} (shortfall {short:.3f})")
+    _print_summary(result, len(cases), paths, time.perf_counter() - start)
     return 0
 
 

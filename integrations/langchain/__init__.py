@@ -13,7 +13,8 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("ragprune.integrations.langchain needs langchain-core: pip install ragprune[langchain]") from e
 
-from ._common import EVENT_NAME, METADATA_KEY, PREVIOUS_SCORE_KEYS
+from ..record import METADATA_KEY, PassageRecord
+from ._common import EVENT_NAME, PREVIOUS_SCORE_KEYS
 from .compressors import RagpruneCompressor, RagpruneTransformer
 from .embeddings import RagpruneEmbeddings
 from .retrievers import RagpruneRetriever
@@ -23,6 +24,7 @@ __all__ = [
     "DOCUMENTS_KEYS",
     "EVENT_NAME",
     "METADATA_KEY",
+    "PassageRecord",
     "PREVIOUS_SCORE_KEYS",
     "QUERY_KEYS",
     "RagpruneCompressor",

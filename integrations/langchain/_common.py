@@ -18,14 +18,12 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
 from ragprune import Budget, Passage, Pipeline, PipelineResult
 
 from .._shared import as_budget, as_pipeline, check_query
+from ..record import METADATA_KEY, PassageRecord
 
 __all__ = ["EVENT_NAME", "METADATA_KEY", "PREVIOUS_SCORE_KEYS"]
 
 EVENT_NAME = "ragprune_compression"
 """Name of the custom LangChain event carrying the totals and the drops of one call."""
-
-METADATA_KEY = "ragprune"
-"""The one metadata key under which each output Document gets its compression record."""
 
 PREVIOUS_SCORE_KEYS = ("relevance_score", "score", "similarity_score")
 """Incoming metadata keys read (in this order) as the score a Document already had."""
@@ -68,27 +66,13 @@ def to_passages(documents: Sequence[Document]) -> list[Passage]:
             for i, d in enumerate(documents)]
 
 
-def record(p: Passage) -> dict[str, Any]:
-    """What ragprune did to one passage, stored under :data:`METADATA_KEY`."""
-    before, after = p.tokens_before or 0, p.tokens_after or 0
-    return {
-        "score": p.score if p.scores else None,
-        "previous_score": p.original_score,
-        "tokens_before": before,
-        "tokens_after": after,
-        "rate": after / before if before else 1.0,
-        "kept_spans": len(p.spans or ()),
-        "scored_by": [stage for stage, _ in p.scores],
-        "index": p.index,
-    }
-
-
-def to_documents(result: PipelineResult, documents: Sequence[Document]) -> list[Document]:
+def to_documents(result: PipelineResult, documents: Sequence[Document], counter: str) -> list[Document]:
     """New Documents for the kept passages, in the pipeline's order; ids and other fields kept."""
     out = []
     for p in result.passages:
         doc = documents[p.index]
-        metadata = {**doc.metadata, METADATA_KEY: record(p)}
+        rec = PassageRecord.of(p, previous_score=p.original_score, counter=counter)
+        metadata = {**doc.metadata, METADATA_KEY: rec.as_dict()}
         out.append(doc.model_copy(update={"page_content": p.text, "metadata": metadata}))
     return out
 
@@ -147,7 +131,7 @@ def run_sync(pipeline: Pipeline, documents: Sequence[Document], query: Any, call
     docs = as_documents(documents)
     result = pipeline.run(q, to_passages(docs))
     emit(event_payload(result, docs, owner), callbacks)
-    return to_documents(result, docs)
+    return to_documents(result, docs, pipeline.counter.name)
 
 
 async def run_async(pipeline: Pipeline, documents: Sequence[Document], query: Any, callbacks: Callbacks,
@@ -156,11 +140,12 @@ async def run_async(pipeline: Pipeline, documents: Sequence[Document], query: An
     docs = as_documents(documents)
     result = await pipeline.arun(q, to_passages(docs))  # in a worker thread: the event loop stays free
     await aemit(event_payload(result, docs, owner), callbacks)
-    return to_documents(result, docs)
+    return to_documents(result, docs, pipeline.counter.name)
 
 
 class PipelineFields(BaseModel):
-    """Fields shared by the compressor and the transformer."""
+    """Fields shared by the compressor, the transformer and the retriever (the same names as the
+    LlamaIndex adapters): ``stage`` (also positional), ``budget``, ``counter``, ``top_n``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
@@ -174,7 +159,17 @@ class PipelineFields(BaseModel):
     """Token counter for the budget and the statistics (see ``ragprune.get_counter``); default: words,
     or the wrapped Pipeline's own counter."""
 
+    top_n: int | None = None
+    """Keep at most this many items (the best, after the stage), before the budget. ``None``: no cap."""
+
     _pipeline: Pipeline = PrivateAttr()
+
+    def __init__(self, stage: Any = None, /, **data: Any) -> None:
+        if stage is not None:
+            if "stage" in data:
+                raise TypeError("stage given twice (positionally and as stage=)")
+            data["stage"] = stage
+        super().__init__(**data)
 
     @field_validator("stage")
     @classmethod
@@ -190,9 +185,18 @@ class PipelineFields(BaseModel):
         return as_budget(value)
 
     def model_post_init(self, context: Any, /) -> None:
-        self._pipeline = as_pipeline(self.stage, self.budget, self.counter)
+        self._pipeline = as_pipeline(self.stage, self.budget, self.counter, self.top_n)
 
     @property
     def pipeline(self) -> Pipeline:
         """The pipeline this component runs."""
         return self._pipeline
+
+    @classmethod
+    def default(cls, *, budget: Budget | int | None = None, top_n: int | None = None,
+                threshold: float | None = None, device: Any = "auto", **fields: Any) -> Any:
+        """This component over ragprune's shipped pruner (offline), counting in ``cl100k_base``."""
+        from ragprune import default_pruner
+
+        return cls(default_pruner(threshold=threshold, device=device), budget=budget, top_n=top_n,
+                   counter="cl100k_base", **fields)

@@ -8,8 +8,8 @@ from langchain_core.retrievers import BaseRetriever, RetrieverLike
 from pydantic import field_validator
 
 from ragprune import Pipeline
-from ragprune.stages.top_n import TopN
 
+from .._shared import as_pipeline
 from ._common import PipelineFields, run_async, run_sync
 
 __all__ = ["RagpruneRetriever"]
@@ -34,8 +34,8 @@ class RagpruneRetriever(PipelineFields, BaseRetriever):
     """Any retriever (or Runnable ``str -> list[Document]``) giving the candidates."""
 
     k: int | None = None
-    """At most this many Documents are returned (after the stage, before the budget); ``None``: no cap.
-    Also accepted per call: ``retriever.invoke(query, k=3)``."""
+    """At most this many Documents are returned (after the stage, before the budget); ``None``: no cap
+    (then ``top_n``, when set).  Also accepted per call: ``retriever.invoke(query, k=3)``."""
 
     @field_validator("k")
     @classmethod
@@ -48,7 +48,8 @@ class RagpruneRetriever(PipelineFields, BaseRetriever):
         k = self.k if k is None else self._check_k(k)
         if k is None:
             return self.pipeline
-        return Pipeline([self.stage, TopN(k)], self.budget, self.pipeline.counter)
+        cap = k if self.top_n is None else min(k, self.top_n)
+        return as_pipeline(self.stage, self.budget, self.pipeline.counter, cap)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None

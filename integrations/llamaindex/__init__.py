@@ -13,7 +13,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "ragprune.integrations.llamaindex needs llama-index-core: pip install 'ragprune[llamaindex]'"
     ) from exc
 
-from ._convert import METADATA_KEY
+from ..record import METADATA_KEY, PassageRecord
 from ._events import DroppedNode, RagpruneCompressionEvent
 from .embeddings import RagpruneEmbedding
 from .postprocessor import RagprunePostprocessor
@@ -21,6 +21,7 @@ from .retriever import RagpruneRetriever
 
 __all__ = [
     "METADATA_KEY",
+    "PassageRecord",
     "DroppedNode",
     "RagpruneCompressionEvent",
     "RagpruneEmbedding",

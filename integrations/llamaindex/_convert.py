@@ -7,21 +7,22 @@ from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
 
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankStartEvent
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, Node, NodeWithScore, TextNode
 
 from ragprune import Passage, Pipeline, PipelineResult
 
 from .._shared import as_pipeline, check_query
+from ..record import METADATA_KEY, PassageRecord
 from ._events import DroppedNode, RagpruneCompressionEvent
 
-__all__ = ["METADATA_KEY", "as_pipeline", "nodes_to_passages", "passages_to_nodes", "emit_event", "query_text"]
+__all__ = ["METADATA_KEY", "as_pipeline", "nodes_to_passages", "passages_to_nodes", "emit_event", "query_text",
+           "rerank_callback", "rerank_start"]
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
-
-METADATA_KEY = "ragprune"
-"""The one metadata key under which ragprune records scores and compression statistics."""
 
 
 def query_text(query_bundle: Any, pipeline: Pipeline, owner: str) -> str | None:
@@ -88,18 +89,8 @@ def passages_to_nodes(result: PipelineResult, nodes: Sequence[NodeWithScore], *,
     out = []
     for p in result.passages:
         source = nodes[p.index]
-        before, after = p.tokens_before, p.tokens_after
-        stats = {
-            "score": p.score,
-            "previous_score": source.score,
-            "scores": [[stage, score] for stage, score in p.scores],
-            "tokens_before": before,
-            "tokens_after": after,
-            "rate": (after / before) if before and after is not None else 1.0,
-            "spans": [[a, b] for a, b in p.spans or ()],
-            "counter": counter,
-        }
-        node = _copy_node(source.node, p.text, p.original, stats, exclude_from_prompt)
+        rec = PassageRecord.of(p, previous_score=source.score, counter=counter)
+        node = _copy_node(source.node, p.text, p.original, rec.as_dict(), exclude_from_prompt)
         out.append(NodeWithScore(node=node, score=p.score))
     return out
 
@@ -120,3 +111,25 @@ def emit_event(result: PipelineResult, nodes: Sequence[NodeWithScore], query: st
         logger.debug("%s dropped %d of %d nodes", component, len(dropped), len(nodes))
     dispatcher.event(event)
     return event
+
+
+def model_name(pipeline: Pipeline) -> str:
+    """A name for the rerank events: the stages' names (and the budget)."""
+    names = [str(getattr(s, "name", None) or type(s).__name__) for s in pipeline.stages]
+    return "ragprune:" + "+".join(names or ["budget"])
+
+
+def rerank_start(query_bundle: Any, nodes: Sequence[NodeWithScore], pipeline: Pipeline) -> None:
+    """LlamaIndex's standard ``ReRankStartEvent`` (``top_n``: the number of input nodes, an upper bound)."""
+    dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=list(nodes), top_n=len(nodes),
+                                      model_name=model_name(pipeline)))
+
+
+def rerank_callback(manager: CallbackManager | None, nodes: Sequence[NodeWithScore], query: str | None,
+                    pipeline: Pipeline) -> Any:
+    """The legacy ``RERANKING`` callback event around one call (end payload: the output nodes)."""
+    manager = manager or CallbackManager([])
+    return manager.event(CBEventType.RERANKING, payload={
+        EventPayload.NODES: list(nodes), EventPayload.MODEL_NAME: model_name(pipeline),
+        EventPayload.QUERY_STR: query, EventPayload.TOP_K: len(nodes)})
+

@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import EventPayload
 from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from ragprune import Budget, Pipeline
 
-from ._convert import as_pipeline, emit_event, nodes_to_passages, passages_to_nodes, query_text
+from ._convert import (
+    as_pipeline,
+    emit_event,
+    nodes_to_passages,
+    passages_to_nodes,
+    query_text,
+    rerank_callback,
+    rerank_start,
+)
 
 __all__ = ["RagprunePostprocessor"]
 
@@ -27,7 +37,9 @@ class RagprunePostprocessor(BaseNodePostprocessor):
         stage: a ragprune stage, a list of stages, a :class:`ragprune.Pipeline`, or a
             registered stage name. A bare stage becomes ``Pipeline([stage], budget, counter)``.
         budget: final :class:`ragprune.Budget` (an ``int`` means ``max_tokens``).
-        counter: token counter spec for the budget and statistics (see ``ragprune.get_counter``).
+        counter: token counter spec for the budget and statistics (see ``ragprune.get_counter``);
+            default: the wrapped Pipeline's own counter, else words.
+        top_n: keep at most this many nodes (the best, after the stage), before the budget.
 
     Guarantees: one output node per kept input node, in the pipeline's order; each is a
     copy (the caller's nodes are never changed) keeping ``node_id``, relationships and
@@ -35,8 +47,11 @@ class RagprunePostprocessor(BaseNodePostprocessor):
     holds the previous score, the stages' scores, tokens before/after, rate and the kept
     character spans of the original text (that key is hidden from the LLM and embedding
     text).  Totals and every dropped node (id, stage, reason) are dispatched as a
-    :class:`RagpruneCompressionEvent`.  Nodes with empty text pass through; image, audio
-    or video nodes raise ``TypeError`` (route them around this postprocessor).
+    :class:`RagpruneCompressionEvent`, inside LlamaIndex's standard rerank
+    instrumentation (``ReRankStartEvent`` / ``ReRankEndEvent`` in a dispatcher span,
+    and the ``RERANKING`` callback event), on the sync and the async path alike.
+    Nodes with empty text pass through; image, audio or video nodes raise
+    ``TypeError`` (route them around this postprocessor).
     """
 
     exclude_from_prompt: bool = Field(
@@ -45,9 +60,19 @@ class RagprunePostprocessor(BaseNodePostprocessor):
     )
     _pipeline: Pipeline = PrivateAttr()
 
-    def __init__(self, stage: Any, *, budget: Budget | int | None = None, counter: Any = None, **kwargs: Any) -> None:
+    def __init__(self, stage: Any, *, budget: Budget | int | None = None, counter: Any = None,
+                 top_n: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._pipeline = as_pipeline(stage, budget, counter)
+        self._pipeline = as_pipeline(stage, budget, counter, top_n)
+
+    @classmethod
+    def default(cls, *, budget: Budget | int | None = None, top_n: int | None = None,
+                threshold: float | None = None, device: Any = "auto", **kwargs: Any) -> RagprunePostprocessor:
+        """A postprocessor over ragprune's shipped pruner (offline), counting in ``cl100k_base``."""
+        from ragprune import default_pruner
+
+        return cls(default_pruner(threshold=threshold, device=device), budget=budget, counter="cl100k_base",
+                   top_n=top_n, **kwargs)
 
     @classmethod
     def class_name(cls) -> str:
@@ -58,23 +83,36 @@ class RagprunePostprocessor(BaseNodePostprocessor):
         """The pipeline this postprocessor runs."""
         return self._pipeline
 
+    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> tuple[str | None, Any]:
+        query = query_text(query_bundle, self._pipeline, type(self).__name__)
+        passages = nodes_to_passages(nodes)  # checks the nodes before any event fires
+        rerank_start(query_bundle, nodes, self._pipeline)
+        return query, passages
+
     def _finish(self, result: Any, nodes: list[NodeWithScore], query: str | None) -> list[NodeWithScore]:
         out = passages_to_nodes(result, nodes, exclude_from_prompt=self.exclude_from_prompt,
                                 counter=self._pipeline.counter.name)
         emit_event(result, nodes, query, out, type(self).__name__)
         return out
 
+    @dispatcher.span
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query = query_text(query_bundle, self._pipeline, type(self).__name__)
-        result = self._pipeline.run(query, nodes_to_passages(nodes))
-        return self._finish(result, nodes, query)
+        query, passages = self._start(nodes, query_bundle)
+        with rerank_callback(self.callback_manager, nodes, query, self._pipeline) as event:
+            out = self._finish(self._pipeline.run(query, passages), nodes, query)
+            event.on_end(payload={EventPayload.NODES: out})
+        dispatcher.event(ReRankEndEvent(nodes=out))
+        return out
 
     @dispatcher.span
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query = query_text(query_bundle, self._pipeline, type(self).__name__)
-        result = await self._pipeline.arun(query, nodes_to_passages(nodes))
-        return self._finish(result, nodes, query)
+        query, passages = self._start(nodes, query_bundle)
+        with rerank_callback(self.callback_manager, nodes, query, self._pipeline) as event:
+            out = self._finish(await self._pipeline.arun(query, passages), nodes, query)
+            event.on_end(payload={EventPayload.NODES: out})
+        dispatcher.event(ReRankEndEvent(nodes=out))
+        return out

@@ -109,72 +109,98 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
-def _load_directory(cls: type[PrunerModel], directory: Path, dt: torch.dtype) -> PrunerModel:
-    from safetensors.torch import load_file
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """A checkpoint directory in ragprune's terms: spec, backbone config and weights, and head weights."""
 
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelLoadError(f"no {WEIGHTS_FILE} in {str(directory)!r} (only safetensors weights are read)")
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise ModelLoadError(f"no config.json in {str(directory)!r}")
-    raw_config = _read_json(config_path)
-    state = load_file(str(weights))
+    spec: PrunerSpec
+    config: Any
+    backbone_state: dict[str, torch.Tensor]
+    heads: dict[str, torch.Tensor]
 
+
+def _read_ragprune(directory: Path, raw_config: dict[str, Any], state: dict[str, torch.Tensor]) -> _Checkpoint:
+    """ragprune's own directory: ``ragprune_pruner.json``, heads stored under their own names."""
+    spec = PrunerSpec.from_dict(_read_json(directory / FORMAT_FILE))
+    config = _config_from_dict(raw_config)
     heads: dict[str, torch.Tensor] = {}
-    if (directory / FORMAT_FILE).is_file():
-        spec = PrunerSpec.from_dict(_read_json(directory / FORMAT_FILE))
-        config = _config_from_dict(raw_config)
-        backbone_state = {}
-        for key, value in state.items():
-            if key.startswith(("token_head.", "rank_head.")):
-                heads[key] = value
-            else:
-                backbone_state[key] = value
-    elif raw_config.get("model_type") == "open_provence":
-        base = raw_config.get("base_model_config")
-        if not isinstance(base, dict):
-            raise ModelLoadError(f"OpenProvence config in {str(directory)!r} has no base_model_config")
-        threshold = raw_config.get("default_threadshold", raw_config.get("default_threshold"))
-        spec = PrunerSpec(ranking="sequence-classifier", max_length=int(raw_config.get("max_length") or 512),
-                          threshold=DEFAULT_THRESHOLD if threshold is None else float(threshold))
-        config = _config_from_dict(base, num_labels=1)
-        prefixed = any(k.startswith("ranking_model.") for k in state)
-        backbone_state = {}
-        for key, value in state.items():
-            if key.startswith("pruning_head.classifier."):
-                heads["token_head." + key[len("pruning_head.classifier."):]] = value
-            elif key.startswith("pruning_head."):
-                raise ModelLoadError(f"unsupported OpenProvence pruning head tensor {key!r} (weighted pooling)")
-            elif prefixed and key.startswith("ranking_model."):
-                backbone_state[key[len("ranking_model."):]] = value
-            elif not prefixed:
-                backbone_state[key] = value
-    elif "token_classifier.weight" in state:
-        spec = PrunerSpec(ranking="sequence-classifier", max_length=512, threshold=DEFAULT_THRESHOLD)
-        n_labels = int(state["classifier.weight"].shape[0]) if "classifier.weight" in state else 1
-        if n_labels != 1:
-            raise ModelLoadError(f"Provence checkpoint {str(directory)!r} has {n_labels} ranking labels, expected 1")
-        config = _config_from_dict(raw_config, num_labels=1)
-        backbone_state = {}
-        for key, value in state.items():
-            if key.startswith("token_classifier."):
-                heads["token_head." + key[len("token_classifier."):]] = value
-            else:
-                backbone_state[key] = value
-    else:
-        raise ModelLoadError(
-            f"{str(directory)!r} is not a pruner model: no {FORMAT_FILE}, not an OpenProvence config, "
-            "and no Provence token_classifier weights"
-        )
+    backbone_state: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith(("token_head.", "rank_head.")):
+            heads[key] = value
+        else:
+            backbone_state[key] = value
+    return _Checkpoint(spec, config, backbone_state, heads)
 
-    backbone_cls = _backbone_class(config, spec.ranking)
-    backbone, info = backbone_cls.from_pretrained(None, config=config, state_dict=backbone_state, dtype=dt,
+
+def _read_open_provence(directory: Path, raw_config: dict[str, Any], state: dict[str, torch.Tensor]) -> _Checkpoint:
+    """An OpenProvence checkpoint: the backbone config nested in ``base_model_config``, a linear pruning head."""
+    base = raw_config.get("base_model_config")
+    if not isinstance(base, dict):
+        raise ModelLoadError(f"OpenProvence config in {str(directory)!r} has no base_model_config")
+    threshold = raw_config.get("default_threadshold", raw_config.get("default_threshold"))
+    spec = PrunerSpec(ranking="sequence-classifier", max_length=int(raw_config.get("max_length") or 512),
+                      threshold=DEFAULT_THRESHOLD if threshold is None else float(threshold))
+    config = _config_from_dict(base, num_labels=1)
+    prefixed = any(k.startswith("ranking_model.") for k in state)
+    heads: dict[str, torch.Tensor] = {}
+    backbone_state: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("pruning_head.classifier."):
+            heads["token_head." + key[len("pruning_head.classifier."):]] = value
+        elif key.startswith("pruning_head."):
+            raise ModelLoadError(f"unsupported OpenProvence pruning head tensor {key!r} (weighted pooling)")
+        elif prefixed and key.startswith("ranking_model."):
+            backbone_state[key[len("ranking_model."):]] = value
+        elif not prefixed:
+            backbone_state[key] = value
+    return _Checkpoint(spec, config, backbone_state, heads)
+
+
+def _read_provence(directory: Path, raw_config: dict[str, Any], state: dict[str, torch.Tensor]) -> _Checkpoint:
+    """A released Provence checkpoint: a sequence classifier with a ``token_classifier`` head."""
+    spec = PrunerSpec(ranking="sequence-classifier", max_length=512, threshold=DEFAULT_THRESHOLD)
+    n_labels = int(state["classifier.weight"].shape[0]) if "classifier.weight" in state else 1
+    if n_labels != 1:
+        raise ModelLoadError(f"Provence checkpoint {str(directory)!r} has {n_labels} ranking labels, expected 1")
+    config = _config_from_dict(raw_config, num_labels=1)
+    heads: dict[str, torch.Tensor] = {}
+    backbone_state: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("token_classifier."):
+            heads["token_head." + key[len("token_classifier."):]] = value
+        else:
+            backbone_state[key] = value
+    return _Checkpoint(spec, config, backbone_state, heads)
+
+
+def _read_checkpoint(directory: Path, raw_config: dict[str, Any], state: dict[str, torch.Tensor]) -> _Checkpoint:
+    """Recognise the directory's format and read it."""
+    if (directory / FORMAT_FILE).is_file():
+        return _read_ragprune(directory, raw_config, state)
+    if raw_config.get("model_type") == "open_provence":
+        return _read_open_provence(directory, raw_config, state)
+    if "token_classifier.weight" in state:
+        return _read_provence(directory, raw_config, state)
+    raise ModelLoadError(
+        f"{str(directory)!r} is not a pruner model: no {FORMAT_FILE}, not an OpenProvence config, "
+        "and no Provence token_classifier weights"
+    )
+
+
+def _build_backbone(directory: Path, ckpt: _Checkpoint, dt: torch.dtype) -> Any:
+    """The transformers backbone with the checkpoint's weights; every weight but position ids must be present."""
+    backbone_cls = _backbone_class(ckpt.config, ckpt.spec.ranking)
+    backbone, info = backbone_cls.from_pretrained(None, config=ckpt.config, state_dict=ckpt.backbone_state, dtype=dt,
                                                   output_loading_info=True)
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.endswith("position_ids"))
     if missing:
         raise ModelLoadError(f"{str(directory)!r}: backbone weights missing from {WEIGHTS_FILE}: {missing[:8]}")
-    model = cls(backbone, spec)
+    return backbone
+
+
+def _copy_heads(model: PrunerModel, heads: dict[str, torch.Tensor], directory: Path) -> None:
+    """Copy the token head (and the rank head, when the model has one) into ``model``."""
     needed = ["token_head.weight", "token_head.bias"]
     if model.rank_head is not None:
         needed += ["rank_head.weight", "rank_head.bias"]
@@ -187,5 +213,20 @@ def _load_directory(cls: type[PrunerModel], directory: Path, dt: torch.dtype) ->
         if model.rank_head is not None:
             model.rank_head.weight.copy_(heads["rank_head.weight"].reshape(model.rank_head.weight.shape))
             model.rank_head.bias.copy_(heads["rank_head.bias"].reshape(model.rank_head.bias.shape))
+
+
+def _load_directory(cls: type[PrunerModel], directory: Path, dt: torch.dtype) -> PrunerModel:
+    from safetensors.torch import load_file
+
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelLoadError(f"no {WEIGHTS_FILE} in {str(directory)!r} (only safetensors weights are read)")
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(f"no config.json in {str(directory)!r}")
+    raw_config = _read_json(config_path)
+    ckpt = _read_checkpoint(directory, raw_config, load_file(str(weights)))
+    model = cls(_build_backbone(directory, ckpt, dt), ckpt.spec)
+    _copy_heads(model, ckpt.heads, directory)
     model.to(dt)
     return model

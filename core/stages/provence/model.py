@@ -36,7 +36,8 @@ class PrunerOutput(NamedTuple):
 
 def _skip_init_linear(n_in: int, n_out: int) -> nn.Linear:
     # No draw from the global random generator: weights are set right after.
-    return nn.utils.skip_init(nn.Linear, n_in, n_out)
+    layer: nn.Linear = nn.utils.skip_init(nn.Linear, n_in, n_out)
+    return layer
 
 
 class PrunerModel(nn.Module):

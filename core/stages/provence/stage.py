@@ -87,6 +87,7 @@ class ProvencePruner(BaseStage):
         batch_size = check_int("batch_size", batch_size, min=1)
         max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
         self.model, tokenizer = self._load(model, tokenizer, LoadOptions.resolve(options, **load))
+        self.source = str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
         self.tokenizer = tokenizer
         self.template = PairTemplate.from_tokenizer(tokenizer)
         spec = self.model.spec
@@ -107,6 +108,11 @@ class ProvencePruner(BaseStage):
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"ProvencePruner({self.source!r}, threshold={self.threshold:g}, top_n={self.top_n}, "
+                f"reorder={self.reorder}, always_keep_first={self.always_keep_first}, "
+                f"max_length={self.max_length}, device={str(self.model.device)!r})")
 
     @staticmethod
     def _load(model: Any, tokenizer: Any, opts: LoadOptions) -> tuple[PrunerModel, Any]:
