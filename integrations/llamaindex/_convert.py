@@ -9,7 +9,7 @@ from typing import Any
 
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.events.rerank import ReRankStartEvent
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, Node, NodeWithScore, TextNode
 
 from ragprune import Passage, Pipeline, PipelineResult
@@ -19,7 +19,7 @@ from ..record import METADATA_KEY, PassageRecord
 from ._events import DroppedNode, RagpruneCompressionEvent
 
 __all__ = ["METADATA_KEY", "as_pipeline", "nodes_to_passages", "passages_to_nodes", "emit_event", "query_text",
-           "rerank_callback", "rerank_start"]
+           "rerank_callback", "rerank_start", "process_nodes", "aprocess_nodes"]
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -132,4 +132,36 @@ def rerank_callback(manager: CallbackManager | None, nodes: Sequence[NodeWithSco
     return manager.event(CBEventType.RERANKING, payload={
         EventPayload.NODES: list(nodes), EventPayload.MODEL_NAME: model_name(pipeline),
         EventPayload.QUERY_STR: query, EventPayload.TOP_K: len(nodes)})
+
+
+def _begin(component: Any, nodes: Sequence[NodeWithScore], query_bundle: Any) -> tuple[str | None, list[Passage]]:
+    query = query_text(query_bundle, component.pipeline, type(component).__name__)
+    passages = nodes_to_passages(nodes)  # checks the nodes before any event fires
+    rerank_start(query_bundle, nodes, component.pipeline)
+    return query, passages
+
+
+def _end(component: Any, event: Any, result: PipelineResult, nodes: Sequence[NodeWithScore],
+         query: str | None) -> list[NodeWithScore]:
+    out = passages_to_nodes(result, nodes, exclude_from_prompt=component.exclude_from_prompt,
+                            counter=component.pipeline.counter.name)
+    emit_event(result, nodes, query, out, type(component).__name__)
+    event.on_end(payload={EventPayload.NODES: out})
+    dispatcher.event(ReRankEndEvent(nodes=out))
+    return out
+
+
+def process_nodes(component: Any, nodes: Sequence[NodeWithScore], query_bundle: Any) -> list[NodeWithScore]:
+    """One call of a postprocessor or retriever (``component`` has ``pipeline``, ``callback_manager``,
+    ``exclude_from_prompt``): checks, the standard rerank events around the pipeline, new nodes, ragprune's event."""
+    query, passages = _begin(component, nodes, query_bundle)
+    with rerank_callback(component.callback_manager, nodes, query, component.pipeline) as event:
+        return _end(component, event, component.pipeline.run(query, passages), nodes, query)
+
+
+async def aprocess_nodes(component: Any, nodes: Sequence[NodeWithScore], query_bundle: Any) -> list[NodeWithScore]:
+    """Async :func:`process_nodes`: the pipeline runs in a worker thread."""
+    query, passages = _begin(component, nodes, query_bundle)
+    with rerank_callback(component.callback_manager, nodes, query, component.pipeline) as event:
+        return _end(component, event, await component.pipeline.arun(query, passages), nodes, query)
 

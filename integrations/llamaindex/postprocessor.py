@@ -5,23 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.callbacks import EventPayload
 from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from ragprune import Budget, Pipeline
 
-from ._convert import (
-    as_pipeline,
-    emit_event,
-    nodes_to_passages,
-    passages_to_nodes,
-    query_text,
-    rerank_callback,
-    rerank_start,
-)
+from ._convert import aprocess_nodes, as_pipeline, process_nodes
 
 __all__ = ["RagprunePostprocessor"]
 
@@ -83,36 +73,14 @@ class RagprunePostprocessor(BaseNodePostprocessor):
         """The pipeline this postprocessor runs."""
         return self._pipeline
 
-    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> tuple[str | None, Any]:
-        query = query_text(query_bundle, self._pipeline, type(self).__name__)
-        passages = nodes_to_passages(nodes)  # checks the nodes before any event fires
-        rerank_start(query_bundle, nodes, self._pipeline)
-        return query, passages
-
-    def _finish(self, result: Any, nodes: list[NodeWithScore], query: str | None) -> list[NodeWithScore]:
-        out = passages_to_nodes(result, nodes, exclude_from_prompt=self.exclude_from_prompt,
-                                counter=self._pipeline.counter.name)
-        emit_event(result, nodes, query, out, type(self).__name__)
-        return out
-
     @dispatcher.span
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query, passages = self._start(nodes, query_bundle)
-        with rerank_callback(self.callback_manager, nodes, query, self._pipeline) as event:
-            out = self._finish(self._pipeline.run(query, passages), nodes, query)
-            event.on_end(payload={EventPayload.NODES: out})
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+        return process_nodes(self, nodes, query_bundle)
 
     @dispatcher.span
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query, passages = self._start(nodes, query_bundle)
-        with rerank_callback(self.callback_manager, nodes, query, self._pipeline) as event:
-            out = self._finish(await self._pipeline.arun(query, passages), nodes, query)
-            event.on_end(payload={EventPayload.NODES: out})
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+        return await aprocess_nodes(self, nodes, query_bundle)

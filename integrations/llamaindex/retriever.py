@@ -5,22 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.callbacks import CallbackManager, EventPayload
+from llama_index.core.callbacks import CallbackManager
 from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from ragprune import Budget, Pipeline
 
-from ._convert import (
-    as_pipeline,
-    emit_event,
-    nodes_to_passages,
-    passages_to_nodes,
-    query_text,
-    rerank_callback,
-    rerank_start,
-)
+from ._convert import aprocess_nodes, as_pipeline, process_nodes, query_text
 
 __all__ = ["RagpruneRetriever"]
 
@@ -73,32 +64,12 @@ class RagpruneRetriever(BaseRetriever):
     def _get_prompt_modules(self) -> dict[str, Any]:
         return {"retriever": self._retriever}
 
-    def _finish(self, result: Any, nodes: list[NodeWithScore], query: str | None) -> list[NodeWithScore]:
-        out = passages_to_nodes(result, nodes, exclude_from_prompt=self.exclude_from_prompt,
-                                counter=self._pipeline.counter.name)
-        emit_event(result, nodes, query, out, type(self).__name__)
-        return out
-
     @dispatcher.span
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        query = query_text(query_bundle, self._pipeline, type(self).__name__)
-        nodes = self._retriever.retrieve(query_bundle)
-        passages = nodes_to_passages(nodes)  # checks the nodes before any event fires
-        rerank_start(query_bundle, nodes, self._pipeline)
-        with rerank_callback(self.callback_manager, nodes, query, self._pipeline) as event:
-            out = self._finish(self._pipeline.run(query, passages), nodes, query)
-            event.on_end(payload={EventPayload.NODES: out})
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+        query_text(query_bundle, self._pipeline, type(self).__name__)  # before retrieving
+        return process_nodes(self, self._retriever.retrieve(query_bundle), query_bundle)
 
     @dispatcher.span
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        query = query_text(query_bundle, self._pipeline, type(self).__name__)
-        nodes = await self._retriever.aretrieve(query_bundle)
-        passages = nodes_to_passages(nodes)  # checks the nodes before any event fires
-        rerank_start(query_bundle, nodes, self._pipeline)
-        with rerank_callback(self.callback_manager, nodes, query, self._pipeline) as event:
-            out = self._finish(await self._pipeline.arun(query, passages), nodes, query)
-            event.on_end(payload={EventPayload.NODES: out})
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+        query_text(query_bundle, self._pipeline, type(self).__name__)  # before retrieving
+        return await aprocess_nodes(self, await self._retriever.aretrieve(query_bundle), query_bundle)
