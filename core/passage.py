@@ -228,6 +228,35 @@ class BaseStage:
 
     name: ClassVar[str] = "stage"
     requires_query: ClassVar[bool] = False
+    _init_args: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__new__(cls)
+        obj._init_args = (args, dict(kwargs))  # how it was built: see config()
+        return obj
+
+    def config(self) -> dict[str, Any]:
+        """How to build this stage again, JSON-ready: its class and its constructor arguments.
+
+        Only a stage built from plain settings has one (a model given as a path or hub
+        id, not as a loaded object): ``TypeError`` names the argument otherwise.
+        :func:`ragprune.registry.from_config` rebuilds it; pickling goes through it too.
+        """
+        from .registry import stage_config
+
+        args, kwargs = getattr(self, "_init_args", ((), {}))
+        return stage_config(self, args, kwargs)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled by reference (its config: the model path and settings) when it has a config,
+        else by value (a stage built around an in-memory model)."""
+        try:
+            config = self.config()
+        except TypeError:
+            return super().__reduce_ex__(protocol)
+        from .registry import from_config
+
+        return (from_config, (config,))
 
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         raise NotImplementedError

@@ -60,6 +60,14 @@ class PipelineResult:
     stats: CompressionStats
 
 
+def _stage_config(stage: Any) -> dict[str, Any]:
+    config = getattr(stage, "config", None)
+    if not callable(config):
+        raise TypeError(f"{type(stage).__name__} has no config(): it cannot be serialized")
+    data: dict[str, Any] = config()
+    return data
+
+
 def _stage_name(stage: Any) -> str:
     return str(getattr(stage, "name", None) or type(stage).__name__)
 
@@ -105,6 +113,14 @@ class Pipeline(BaseStage):
 
     def __repr__(self) -> str:
         return f"Pipeline(stages={list(self.stages)!r}, budget={self.budget!r}, counter={self.counter!r})"
+
+    def config(self) -> dict[str, Any]:
+        """How to build this pipeline again (its stages' configs, the budget, the counter), JSON-ready."""
+        from .registry import counter_config
+
+        return {"class": "ragprune.pipeline:Pipeline", "stages": [_stage_config(s) for s in self.stages],
+                "budget": None if self.budget is None else dataclasses.asdict(self.budget),
+                "counter": counter_config(self.counter)}
 
     def run(self, query: str | None, passages: Sequence[Passage | str]) -> PipelineResult:
         """Run every stage and the budget; return kept passages, drops and totals."""

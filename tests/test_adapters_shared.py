@@ -154,3 +154,66 @@ def test_default_factories_run_the_shipped_pruner() -> None:
     a = [d.metadata[METADATA_KEY] for d in lc.compress_documents(docs, QUERY)]
     b = [n.node.metadata[METADATA_KEY] for n in li.postprocess_nodes(nodes, QueryBundle(QUERY))]
     assert a == b and sum(r["tokens_after"] for r in a) <= 40 and a[0]["scored_by"] == "provence"
+
+
+def _same_output(a: Any, b: Any, call: Any) -> None:
+    assert call(a) == call(b)
+
+
+def test_serialization_round_trips_by_reference() -> None:
+    import json
+    import pickle
+
+    pipeline = Pipeline([LexicalReranker(top_n=3), FakeCompressor(rate=0.6)], counter="cl100k_base")
+    docs = [Document(page_content=t) for t in TEXTS]
+    nodes = [NodeWithScore(node=TextNode(text=t, id_=f"n{i}"), score=1.0) for i, t in enumerate(TEXTS)]
+
+    def lc_out(c: Any) -> Any:
+        return [(d.page_content, d.metadata[METADATA_KEY]) for d in c.compress_documents(docs, QUERY)]
+
+    def li_out(p: Any) -> Any:
+        return [(n.node.text, n.node.metadata[METADATA_KEY]) for n in p.postprocess_nodes(nodes, QueryBundle(QUERY))]
+
+    lc = RagpruneCompressor(pipeline, budget=30, top_n=2)
+    dumped = json.loads(lc.model_dump_json())
+    assert dumped["stage"]["stages"][0] == {"class": "ragprune.testing:LexicalReranker", "args": [],
+                                            "kwargs": {"top_n": 3}}
+    for again in (RagpruneCompressor.model_validate(dumped), pickle.loads(pickle.dumps(lc))):
+        _same_output(lc, again, lc_out)
+    li = RagprunePostprocessor(pipeline, budget=30, top_n=2)
+    data = json.loads(json.dumps(li.to_dict()))
+    for again in (RagprunePostprocessor.from_dict(data), pickle.loads(pickle.dumps(li))):
+        _same_output(li, again, li_out)
+    with pytest.raises(ValueError, match="pipeline"):
+        RagprunePostprocessor.from_dict({"class_name": "RagprunePostprocessor"})
+
+
+def test_configs_refuse_what_they_cannot_rebuild() -> None:
+    from ragprune.registry import from_config
+
+    with pytest.raises(ValueError, match="only ragprune"):
+        from_config({"class": "os:system", "args": ["echo no"], "kwargs": {}})
+    with pytest.raises(ValueError, match="not a ragprune stage"):
+        from_config({"class": "ragprune.budget:Budget", "args": [], "kwargs": {}})
+    with pytest.raises(TypeError, match="cannot be serialized"):
+        Pipeline([LexicalReranker()], counter=len).config()
+    with pytest.raises(TypeError, match="stage=object"):
+        _stage_with_object()
+
+
+def _stage_with_object() -> Any:
+    from ragprune.registry import stage_config
+
+    return stage_config(FakeCompressor(rate=0.5), (), {"stage": object()})
+
+
+@pytest.mark.slow
+def test_the_shipped_pruner_pickles_by_its_path() -> None:
+    import pickle
+
+    from ragprune import default_pipeline
+
+    pipeline = default_pipeline(budget=40, device="cpu")
+    again = pickle.loads(pickle.dumps(pipeline))
+    assert again.config() == pipeline.config()
+    assert [p.text for p in again.run(QUERY, TEXTS).passages] == [p.text for p in pipeline.run(QUERY, TEXTS).passages]

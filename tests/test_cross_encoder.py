@@ -362,3 +362,14 @@ def test_reranker_properties(scorer: CrossEncoderModel, texts: list[str], top_n:
     assert scored == sorted(scored, reverse=True)
     assert all(p.score is None for p in kept[len(scored):])  # blanks only at the end
     assert all(p.text == texts[p.index] for p in kept)
+
+
+def test_a_stage_around_an_in_memory_model_pickles_by_value(scorer: CrossEncoderModel) -> None:
+    import pickle
+
+    stage = CrossEncoderReranker(scorer, top_n=2)
+    with pytest.raises(TypeError, match="cannot be serialized"):
+        stage.config()
+    again = pickle.loads(pickle.dumps(stage))
+    assert [(p.index, p.score) for p in again.apply(QUERY, TEXTS)] == [(p.index, p.score)
+                                                                       for p in stage.apply(QUERY, TEXTS)]

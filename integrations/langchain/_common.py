@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,9 +14,10 @@ from langchain_core.runnables.config import (
     get_async_callback_manager_for_config,
     get_callback_manager_for_config,
 )
-from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_serializer, field_validator
 
 from ragprune import Budget, Passage, Pipeline, PipelineResult
+from ragprune.registry import from_config
 
 from .._shared import as_budget, as_pipeline, check_query
 from ..record import METADATA_KEY, PassageRecord
@@ -171,6 +173,19 @@ class PipelineFields(BaseModel):
             data["stage"] = stage
         super().__init__(**data)
 
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _stage_from_config(cls, value: Any) -> Any:
+        return from_config(value) if isinstance(value, dict) else value
+
+    @field_serializer("stage")
+    def _stage_config(self, value: Any) -> Any:
+        return value.config()  # JSON: the stage's class and settings (model by path)
+
+    @field_serializer("budget")
+    def _budget_fields(self, value: Budget | None) -> Any:
+        return None if value is None else dataclasses.asdict(value)
+
     @field_validator("stage")
     @classmethod
     def _check_stage(cls, value: Any) -> Any:
@@ -182,7 +197,7 @@ class PipelineFields(BaseModel):
     @field_validator("budget", mode="before")
     @classmethod
     def _int_budget(cls, value: Any) -> Any:
-        return as_budget(value)
+        return Budget(**value) if isinstance(value, dict) else as_budget(value)
 
     def model_post_init(self, context: Any, /) -> None:
         self._pipeline = as_pipeline(self.stage, self.budget, self.counter, self.top_n)

@@ -10,6 +10,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from ragprune import Budget, Pipeline
+from ragprune.registry import from_config
 
 from ._convert import aprocess_nodes, as_pipeline, process_nodes
 
@@ -67,6 +68,22 @@ class RagprunePostprocessor(BaseNodePostprocessor):
     @classmethod
     def class_name(cls) -> str:
         return "RagprunePostprocessor"
+
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """LlamaIndex's dict form, with the pipeline by reference (its stages' classes, model paths, settings)."""
+        data = super().to_dict(**kwargs)
+        data["pipeline"] = self._pipeline.config()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> RagprunePostprocessor:
+        """Rebuild from :meth:`to_dict` (the models load again from their paths)."""
+        data = {**data, **kwargs}
+        if "pipeline" not in data:
+            raise ValueError("a RagprunePostprocessor dict needs its 'pipeline' (written by to_dict)")
+        pipeline = from_config(data.pop("pipeline"))
+        data.pop("class_name", None)
+        return cls(pipeline, **data)
 
     @property
     def pipeline(self) -> Pipeline:
