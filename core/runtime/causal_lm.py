@@ -33,6 +33,7 @@ from ..text.segment import Span
 from ..text.tokens import TokenCounter, WordCounter
 from .batching import run_sorted
 from .loading import LoadKwargs, LoadOptions, require_models
+from .locks import TokenizerLock
 from .validation import check_int
 
 require_models("ragprune.runtime.causal_lm")
@@ -79,7 +80,7 @@ class _Seq:
     score_from: int  # first position whose score is returned
 
 
-class CausalLMScorer:
+class CausalLMScorer(TokenizerLock):
     """Token self-information from a causal LM, in KV-cached windows.
 
     Args:

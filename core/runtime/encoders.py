@@ -38,6 +38,7 @@ import numpy as np
 from .batching import length_sorted_batches
 from .device import resolve_device, resolve_dtype
 from .loading import LoadKwargs, LoadOptions, ModelLoadError, _load, load_model, load_tokenizer, require_models
+from .locks import TokenizerLock
 from .validation import check_choice, check_int
 
 require_models("ragprune.runtime.encoders")
@@ -183,7 +184,7 @@ def _activation_from_path(path: str | None) -> str | None:
     return None
 
 
-class CrossEncoderModel:
+class CrossEncoderModel(TokenizerLock):
     """Scores (query, text) pairs with a sequence-classification model.
 
     Args:
@@ -394,7 +395,7 @@ def _load_sentence_transformer(name: str, *, device: Any, dtype: Any, local_file
                  revision=None, device=str(device), trust_remote_code=False, model_kwargs={"dtype": dtype})
 
 
-class BiEncoderModel:
+class BiEncoderModel(TokenizerLock):
     """Embeds texts with a sentence-transformers model or a plain encoder (mean pooling).
 
     Args:

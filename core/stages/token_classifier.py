@@ -55,6 +55,7 @@ import numpy as np
 from ..budget import Budget, allocate_tokens, deprecated_stage_budget
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.loading import LoadKwargs, LoadOptions, require_models
+from ..runtime.locks import TokenizerLock
 from ..runtime.validation import check_choice, check_int, check_number, check_rate
 from ..text.tokens import TiktokenCounter, TokenCounter, WordCounter, get_counter
 
@@ -144,7 +145,7 @@ def _force_words(text: str, codes: np.ndarray, space: np.ndarray, starts: np.nda
     return forced
 
 
-class TokenClassifierCompressor(BaseStage):
+class TokenClassifierCompressor(TokenizerLock, BaseStage):
     """Query-free extractive compression with a token classifier (LLMLingua-2 method).
 
     Args:

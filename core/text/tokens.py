@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ..runtime.locks import TokenizerLock
 from . import ENCODINGS_DIR
 from .segment import split_space, word_spans
 
@@ -86,7 +87,7 @@ class CallableCounter(_Base):
         return int(self._fn(text))
 
 
-class HFTokenizerCounter(_Base):
+class HFTokenizerCounter(TokenizerLock, _Base):
     """Counts with a Hugging Face tokenizer (object, local path or hub id).
 
     Special tokens are not counted.  A path or id is loaded with

@@ -15,6 +15,7 @@ from ...budget import Budget, deprecated_stage_budget
 from ...passage import BaseStage, Dropped, Passage, StageOutput
 from ...runtime.batching import run_sorted
 from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
+from ...runtime.locks import TokenizerLock
 from ...runtime.validation import check_int, check_number, renamed
 from ...text.tokens import TokenCounter, get_counter
 from .model import PrunerModel
@@ -23,7 +24,7 @@ from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance
 logger = logging.getLogger("ragprune")
 
 
-class ProvencePruner(BaseStage):
+class ProvencePruner(TokenizerLock, BaseStage):
     """Query-aware sentence pruning and reranking in one forward pass (Provence).
 
     Args:
