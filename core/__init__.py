@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .budget import Budget, allocate_tokens
-from .passage import BaseStage, Dropped, Passage, Stage, StageOutput
+from .passage import BaseStage, Dropped, InputLimits, Passage, Stage, StageOutput
 from .pipeline import CompressionStats, Pipeline, PipelineResult, StageTiming
 from .registry import available_stages, create_stage, register_stage
 from .stages.reorder import LongContextReorder
@@ -87,6 +87,7 @@ __all__ = [
     "Dropped",
     "EmbeddingFilter",
     "HFTokenizerCounter",
+    "InputLimits",
     "LLMLinguaCompressor",
     "LongContextReorder",
     "LongLLMLinguaCompressor",

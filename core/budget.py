@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .passage import Dropped, Passage, StageOutput
 from .runtime.validation import check_choice, check_int, check_number, check_rate
+from .text.structure import atomic_spans, inside
 from .text.tokens import TokenCounter
 
 __all__ = ["Budget", "allocate_tokens", "deprecated_stage_budget"]
@@ -102,7 +103,7 @@ class Budget:
         dropped: list[Dropped] = []
         kept: list[Passage] = []
         for p in passages:
-            if self.threshold is not None and (p.score is None or p.score < self.threshold):
+            if self.threshold is not None and (p.score is None or not p.score >= self.threshold):  # NaN fails too
                 why = "unscored" if p.score is None else f"score {p.score:.4g}"
                 dropped.append(Dropped(p.index, stage, f"{why} below threshold {self.threshold:g}", p.score))
             else:
@@ -137,7 +138,8 @@ class Budget:
 
 def truncate_to(passage: Passage, max_tokens: int, counter: TokenCounter, *, words: bool = True) -> Passage | None:
     """The longest prefix of ``passage`` within ``max_tokens``, in whole sentences
-    (or whole words when ``words``); ``None`` if nothing fits."""
+    (or whole words when ``words``), never ending inside an HTML tag, a markdown table
+    row or a fenced code block; ``None`` if nothing fits."""
     if max_tokens <= 0 or passage.is_blank:
         return None
     return _longest_prefix(passage, passage.units("word" if words else "sentence"), max_tokens, counter)
@@ -157,7 +159,12 @@ def _longest_prefix(passage: Passage, units: list[tuple[int, int]], max_tokens: 
             break
         total += n
         k += 1
+    atomic = atomic_spans(orig)
     while k > 0:
+        while k > 0 and inside(atomic, units[k - 1][1]):
+            k -= 1  # never end inside an HTML tag, a table row or a code block
+        if k == 0:
+            return None
         cand = passage.with_spans(units[:k])
         n = counter.count(cand.text)
         if n <= max_tokens:

@@ -21,6 +21,8 @@ __all__ = [
     "BaseStage",
     "to_passages",
     "check_query",
+    "InputLimits",
+    "DEFAULT_LIMITS",
 ]
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,14 @@ class Passage:
             self, text=render_spans(self.original, merged), spans=merged, tokens_after=None
         )
 
+    def truncated(self, chars: int) -> Passage:
+        """A copy keeping (at most) the first ``chars`` characters of the current text."""
+        if chars >= len(self.text):
+            return self
+        starts = self.offset_map().text_starts.tolist()
+        kept = [(a, min(b, a + chars - t)) for (a, b), t in zip(self.spans or (), starts, strict=True) if t < chars]
+        return self.with_spans([(a, b) for a, b in kept if b > a])
+
     def with_score(self, stage: str, score: float | None) -> Passage:
         """A copy whose score is ``score``, recorded under ``stage``."""
         if score is None:
@@ -193,27 +203,100 @@ class Stage(Protocol):
     def apply(self, query: str | None, passages: Sequence[Passage | str]) -> list[Passage]: ...
 
 
-def to_passages(passages: Sequence[Passage | str], *, argument: str = "passages") -> list[Passage]:
-    """Accept passages or plain strings (indexed by position); validate types."""
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """How much input one call accepts, enforced in one place (:func:`to_passages`) for every
+    stage and pipeline.
+
+    Attributes:
+        max_passage_chars: most characters of one passage's current text.
+        max_passages: most passages in one call.
+        max_query_chars: most characters of the query.
+        policy: ``"error"`` (a ``ValueError`` naming the passage and the limit) or
+            ``"truncate"`` (a passage over the limit keeps its first ``max_passage_chars``
+            characters, cut at the last whitespace before the limit; the text stays
+            extractive).  Too many passages or too long a query is always an error.
+
+    The defaults suit a service: about 250 pages of text per passage, 10,000 passages
+    per call.  ``None`` lifts a limit.
+    """
+
+    max_passage_chars: int | None = 1_000_000
+    max_passages: int | None = 10_000
+    max_query_chars: int | None = 100_000
+    policy: str = "error"
+
+    def __post_init__(self) -> None:
+        from .runtime.validation import check_choice, check_int
+
+        for name in ("max_passage_chars", "max_passages", "max_query_chars"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), min=1, allow_none=True))
+        check_choice("policy", self.policy, ("error", "truncate"))
+
+    def fit(self, passage: Passage, position: int, argument: str) -> Passage:
+        """``passage`` within ``max_passage_chars`` (an error or a truncated copy, by ``policy``)."""
+        limit = self.max_passage_chars
+        if limit is None or len(passage.text) <= limit:
+            return passage
+        if self.policy == "error":
+            raise ValueError(f"{argument}[{position}] has {len(passage.text):,} characters, over the limit of "
+                             f"{limit:,} (InputLimits.max_passage_chars; policy='truncate' cuts instead)")
+        cut = passage.text.rfind(" ", 0, limit + 1)
+        return passage.truncated(cut if cut > 0 else limit)
+
+
+DEFAULT_LIMITS = InputLimits()
+"""The limits a stage or pipeline applies when none are given."""
+
+
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} is not valid Unicode: {e.reason} {text[e.start:e.end]!r} at position {e.start} "
+                         "(a lone surrogate; decode the source text with errors='replace')") from None
+
+
+def to_passages(passages: Sequence[Passage | str], *, argument: str = "passages",
+                limits: InputLimits = DEFAULT_LIMITS) -> list[Passage]:
+    """Accept passages or plain strings (indexed by position); validate types, identities and sizes.
+
+    Raises ``TypeError`` for anything but a sequence of ``Passage`` / ``str``, and
+    ``ValueError`` for two passages with the same ``index``, text that is not valid
+    Unicode, or input over ``limits``.
+    """
     if isinstance(passages, (str, bytes)):
         raise TypeError(f"{argument} must be a sequence of Passage or str, not a single {type(passages).__name__}")
+    items = list(passages)
+    if limits.max_passages is not None and len(items) > limits.max_passages:
+        raise ValueError(f"{argument} holds {len(items):,} passages, over the limit of {limits.max_passages:,} "
+                         "(InputLimits.max_passages)")
     out: list[Passage] = []
-    for i, p in enumerate(passages):
-        if isinstance(p, Passage):
-            out.append(p)
-        elif isinstance(p, str):
-            out.append(Passage.from_text(p, i))
-        else:
+    seen: set[int] = set()
+    for i, p in enumerate(items):
+        if isinstance(p, str):
+            p = Passage.from_text(p, i)
+        elif not isinstance(p, Passage):
             raise TypeError(f"{argument}[{i}] must be Passage or str, got {type(p).__name__}")
+        if p.index in seen:
+            raise ValueError(f"{argument}[{i}] repeats passage index {p.index}: indices are identities")
+        seen.add(p.index)
+        _check_unicode(p.text, f"{argument}[{i}]")
+        out.append(limits.fit(p, i, argument))
     return out
 
 
-def check_query(query: object, *, required: bool, stage: str) -> str | None:
-    """Validate a query: ``str`` or ``None``; non-blank when ``required``."""
+def check_query(query: object, *, required: bool, stage: str, limits: InputLimits = DEFAULT_LIMITS) -> str | None:
+    """Validate a query: ``str`` or ``None``; non-blank when ``required``; valid Unicode, within ``limits``."""
     if query is not None and not isinstance(query, str):
         raise TypeError(f"query must be str or None, got {type(query).__name__}")
     if required and (query is None or not query.strip()):
         raise ValueError(f"{stage} needs a query; got {query!r}")
+    if query is not None:
+        _check_unicode(query, "query")
+        if limits.max_query_chars is not None and len(query) > limits.max_query_chars:
+            raise ValueError(f"query has {len(query):,} characters, over the limit of {limits.max_query_chars:,} "
+                             "(InputLimits.max_query_chars)")
     return query
 
 
@@ -261,9 +344,12 @@ class BaseStage:
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         raise NotImplementedError
 
-    def process(self, query: str | None, passages: Sequence[Passage | str]) -> StageOutput:
-        q = check_query(query, required=self.requires_query, stage=type(self).__name__)
-        items = to_passages(passages)
+    def process(self, query: str | None, passages: Sequence[Passage | str], *,
+                limits: InputLimits = DEFAULT_LIMITS) -> StageOutput:
+        """Kept passages and every drop with its reason; input checked by :func:`to_passages`
+        against ``limits``."""
+        q = check_query(query, required=self.requires_query, stage=type(self).__name__, limits=limits)
+        items = to_passages(passages, limits=limits)
         if not items:
             return StageOutput(())
         return self._process(q, items)

@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .budget import Budget
-from .passage import BaseStage, Dropped, Passage, Stage, StageOutput, check_query, to_passages
+from .passage import (
+    DEFAULT_LIMITS,
+    BaseStage,
+    Dropped,
+    InputLimits,
+    Passage,
+    Stage,
+    StageOutput,
+    check_query,
+    to_passages,
+)
 from .text.tokens import TokenCounter, get_counter
 
 __all__ = ["Pipeline", "PipelineResult", "CompressionStats", "StageTiming"]
@@ -72,9 +82,9 @@ def _stage_name(stage: Any) -> str:
     return str(getattr(stage, "name", None) or type(stage).__name__)
 
 
-def _run_stage(stage: Any, query: str | None, passages: list[Passage]) -> StageOutput:
+def _run_stage(stage: Any, query: str | None, passages: list[Passage], limits: InputLimits) -> StageOutput:
     if isinstance(stage, BaseStage):
-        return stage.process(query, passages)
+        return stage.process(query, passages, limits=limits)
     kept = list(stage.apply(query, passages))
     kept_ids = {p.index for p in kept}
     name = _stage_name(stage)
@@ -92,12 +102,14 @@ class Pipeline(BaseStage):
         budget: applied after the last stage (``None``: no final budget).
         counter: how tokens are counted for the budget and the statistics
             (see :func:`ragprune.get_counter`; default: words).
+        limits: how much input one call accepts (:class:`InputLimits`: characters per
+            passage, passages per call, query length; an error or truncation).
     """
 
     name = "pipeline"
 
     def __init__(self, stages: Sequence[Stage] = (), budget: Budget | None = None,
-                 counter: Any = None) -> None:
+                 counter: Any = None, limits: InputLimits = DEFAULT_LIMITS) -> None:
         for i, s in enumerate(stages):
             if not callable(getattr(s, "apply", None)):
                 raise TypeError(f"stages[{i}] ({type(s).__name__}) has no apply(query, passages) method")
@@ -106,6 +118,9 @@ class Pipeline(BaseStage):
         self.stages = tuple(stages)
         self.budget = budget
         self.counter: TokenCounter = get_counter(counter)
+        if not isinstance(limits, InputLimits):
+            raise TypeError(f"limits must be an InputLimits, got {type(limits).__name__}")
+        self.limits = limits
 
     @property
     def requires_query(self) -> bool:  # type: ignore[override]
@@ -120,18 +135,13 @@ class Pipeline(BaseStage):
 
         return {"class": "ragprune.pipeline:Pipeline", "stages": [_stage_config(s) for s in self.stages],
                 "budget": None if self.budget is None else dataclasses.asdict(self.budget),
-                "counter": counter_config(self.counter)}
+                "counter": counter_config(self.counter), "limits": dataclasses.asdict(self.limits)}
 
     def run(self, query: str | None, passages: Sequence[Passage | str]) -> PipelineResult:
         """Run every stage and the budget; return kept passages, drops and totals."""
         t0 = time.perf_counter()
-        q = check_query(query, required=self.requires_query, stage="Pipeline")
-        items = to_passages(passages)
-        seen: set[int] = set()
-        for p in items:
-            if p.index in seen:
-                raise ValueError(f"duplicate passage index {p.index}: indices are identities")
-            seen.add(p.index)
+        q = check_query(query, required=self.requires_query, stage="Pipeline", limits=self.limits)
+        items = to_passages(passages, limits=self.limits)
         before = self.counter.count_many([p.original or "" for p in items])
         before_by_index = {p.index: n for p, n in zip(items, before, strict=True)}
         current = items
@@ -141,7 +151,7 @@ class Pipeline(BaseStage):
             if not current:
                 break
             s0 = time.perf_counter()
-            out = _run_stage(stage, q, current)
+            out = _run_stage(stage, q, current, self.limits)
             timings.append(StageTiming(_stage_name(stage), time.perf_counter() - s0, len(current), len(out.passages)))
             current = list(out.passages)
             dropped.extend(out.dropped)

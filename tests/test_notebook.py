@@ -111,7 +111,7 @@ def test_notebook_is_stored_with_outputs_and_documented() -> None:
         assert name in source, f"the tutorial does not cover {name}"
 
 
-_VOLATILE = [(re.compile(r"\d+(\.\d+)?\s?(ms|s)\b"), "<time>"), (re.compile(r"0x[0-9a-f]+"), "0x...")]
+_VOLATILE = [(re.compile(r" *\d+(\.\d+)?\s?(ms|s)\b"), " <time>"), (re.compile(r"0x[0-9a-f]+"), "0x...")]
 
 
 def _comparable(nb: nbformat.NotebookNode) -> list[str]:

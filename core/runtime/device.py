@@ -21,7 +21,13 @@ def resolve_device(device: Any = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be 'auto', a device name or a torch.device, got {device!r}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not a torch device: use 'auto', 'cpu', 'cuda', 'cuda:N' "
+                         "or 'mps'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     return dev

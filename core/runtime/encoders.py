@@ -392,7 +392,8 @@ def _load_sentence_transformer(name: str, *, device: Any, dtype: Any, local_file
     # The shared loader's policy: a local directory never touches the network; a hub id
     # is read from the cache first, and reaching the hub is refused when offline.
     return _load(SentenceTransformer, name, "sentence-transformers model", local_files_only=local_files_only,
-                 revision=None, device=str(device), trust_remote_code=False, model_kwargs={"dtype": dtype})
+                 revision=None, device=str(device), trust_remote_code=False,
+                 model_kwargs={"dtype": dtype, "use_safetensors": True})
 
 
 class BiEncoderModel(TokenizerLock):

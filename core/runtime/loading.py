@@ -110,7 +110,24 @@ def _looks_like_path(name: str) -> bool:
         or name.count("/") > 1
         or (os.altsep is not None and os.altsep in name)
         or Path(name).exists()
+        # "models/my-reranker" where ./models exists: a missing local folder, not a hub id
+        or ("/" in name and Path(name.split("/", 1)[0]).is_dir())
     )
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def refuse_pickle_weights(directory: Path, what: str) -> None:
+    """``ModelLoadError`` when a folder (or a module folder one level down) holds pickle weights and
+    no safetensors beside them: ragprune reads safetensors only, whatever torch's defaults."""
+    for folder in [directory, *(d for d in directory.iterdir() if d.is_dir())]:
+        pickles = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in _PICKLE_SUFFIXES
+                         and not p.name.startswith("training_args"))
+        if pickles and not any(folder.glob("*.safetensors")):
+            raise ModelLoadError(f"cannot load {what} from {str(directory)!r}: {folder / pickles[0]} is a pickle "
+                                 "file and ragprune loads safetensors only (convert it with safetensors' "
+                                 "save_file, or save the model with safe_serialization=True)")
 
 
 def _load(loader: Any, name_or_path: str | os.PathLike[str], what: str, *, local_files_only: bool,
@@ -120,6 +137,7 @@ def _load(loader: Any, name_or_path: str | os.PathLike[str], what: str, *, local
     if path.exists() or _looks_like_path(name):
         if not path.is_dir():
             raise ModelLoadError(f"cannot load {what}: {name!r} is not a directory")
+        refuse_pickle_weights(path, what)
         try:
             return loader(str(path), local_files_only=True, **kwargs)
         except (OSError, ValueError) as e:

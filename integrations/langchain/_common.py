@@ -59,6 +59,13 @@ def as_documents(documents: Any) -> list[Document]:
     for i, doc in enumerate(docs):
         if not isinstance(doc, Document):
             raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}")
+        text = getattr(doc, "page_content", None)  # Document.model_construct() skips validation
+        if not isinstance(text, str):
+            raise TypeError(f"documents[{i}].page_content must be str, got {type(text).__name__}")
+        if getattr(doc, "metadata", None) is None:
+            docs[i] = doc.model_copy(update={"metadata": {}})  # a copy: the caller's Document is left as it is
+        elif not isinstance(doc.metadata, Mapping):
+            raise TypeError(f"documents[{i}].metadata must be a dict, got {type(doc.metadata).__name__}")
     return docs
 
 

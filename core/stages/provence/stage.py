@@ -102,6 +102,9 @@ class ProvencePruner(TokenizerLock, BaseStage):
         tok_limit = getattr(tokenizer, "model_max_length", None)
         if max_length is None and isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
             limit = min(limit, tok_limit)
+        positions = _positions(self.model.config)
+        if positions is not None and limit > positions:
+            raise ValueError(f"max_length must be <= {positions} (the model's positions), got {limit}")
         if limit < self.template.n_special + 4:
             raise ValueError(f"max_length {limit} leaves no room for query and passage tokens")
         self.max_length = limit
@@ -240,3 +243,12 @@ class ProvencePruner(TokenizerLock, BaseStage):
             ordered = list(fitted.passages)
             dropped.extend(fitted.dropped)
         return StageOutput(tuple(ordered), tuple(dropped))
+
+
+def _positions(config: Any) -> int | None:
+    """Tokens the encoder can attend to (RoBERTa-style models reserve two positions)."""
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int):
+        return None
+    return n - 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else n
+
