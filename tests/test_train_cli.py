@@ -134,7 +134,7 @@ def test_train_pruner_command_end_to_end(tmp_path: Path, tiny_data: Path, tiny_e
     from ragprune import ProvencePruner
 
     out = tmp_path / "pruner"
-    rc, text = _train(out, tiny_data, tiny_encoder)
+    rc, text = _train(out, tiny_data, tiny_encoder, "--allow-low-recall")  # a tiny random model: recall ~0
     assert rc == 0, text
     assert "epoch 1:" in text and "epoch 2:" in text
     summary = json.loads((out / "training_summary.json").read_text())
@@ -185,11 +185,58 @@ def test_train_pruner_command_continues_a_checkpoint_on_new_questions(tmp_path: 
     from safetensors.torch import load_file
 
     first, second = tmp_path / "first", tmp_path / "second"
-    assert _train(first, tiny_data, tiny_encoder, "--epochs", "1", "--max-questions", "4")[0] == 0
-    rc, text = _train(second, tiny_data, first, "--epochs", "1", "--start-question", "4", "--max-questions", "5")
+    assert _train(first, tiny_data, tiny_encoder, "--epochs", "1", "--max-questions", "4", "--allow-low-recall")[0] == 0
+    rc, text = _train(second, tiny_data, first, "--epochs", "1", "--start-question", "4", "--max-questions", "5",
+                      "--allow-low-recall")
     assert rc == 0, text
     summary = json.loads((second / "training_summary.json").read_text())
     assert summary["start_question"] == 4 and summary["train_questions"] == 5
     a, b = load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors"))
     assert a.keys() == b.keys()
     assert any(not bool((a[k] == b[k]).all()) for k in a)  # training went on from the checkpoint
+
+
+# ---------------------------------------------------------------- low validation recall
+
+
+def _main_train(out: Path, data: Path, encoder: Path, *extra: str) -> int:
+    return main(["train", "pruner", "--out", str(out), "--data", str(data), "--base-model", str(encoder),
+                 "--train-size", "12", "--test-size", "2", "--val-questions", "3", "--epochs", "1",
+                 "--batch-size", "4", "--lr", "1e-3", "--max-length", "64", "--negatives", "2", "--no-progress",
+                 "--counter", "words", "--thresholds", "0.1", "0.5", "0.9", *extra])
+
+
+def test_low_recall_warns_and_exits_3(tmp_path: Path, tiny_data: Path, tiny_encoder: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from ragprune.training.cli import EXIT_LOW_RECALL, MIN_RECALL
+
+    out = tmp_path / "low"
+    assert _main_train(out, tiny_data, tiny_encoder) == EXIT_LOW_RECALL == 3
+    err = capsys.readouterr().err
+    summary = json.loads((out / "training_summary.json").read_text())
+    recall = next(f["sentence_recall"] for f in summary["validation"] if f["threshold"] == summary["threshold"])
+    assert recall < MIN_RECALL == 0.5 and summary["low_recall"] is True and summary["min_recall"] == MIN_RECALL
+    (warning,) = [line for line in err.splitlines() if line.startswith("WARNING")]
+    assert f"recall {recall:.3f}" in warning and "below the floor 0.5" in warning and "--min-recall" in warning
+    assert "Traceback" not in err
+    for name in ("model.safetensors", "config.json", "ragprune_pruner.json"):  # the model is saved all the same
+        assert (out / name).is_file()
+
+
+def test_low_recall_allowed_still_warns(tmp_path: Path, tiny_data: Path, tiny_encoder: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main_train(tmp_path / "a", tiny_data, tiny_encoder, "--allow-low-recall") == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "--allow-low-recall" in err
+    # the floor is an option: 0 accepts any recall, and no warning is printed
+    assert _main_train(tmp_path / "b", tiny_data, tiny_encoder, "--min-recall", "0") == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_low_recall_check_needs_validation(tmp_path: Path, tiny_data: Path, tiny_encoder: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # no held-out questions: no recall, no verdict
+    assert _main_train(tmp_path / "m", tiny_data, tiny_encoder, "--val-questions", "0") == 0
+    assert "WARNING" not in capsys.readouterr().err
+    assert main(["train", "pruner", "--out", str(tmp_path / "x"), "--min-recall", "1.5"]) == 2
+    assert "argument --min-recall: must be a number in [0, 1], got 1.5" in capsys.readouterr().err

