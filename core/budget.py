@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from .runtime.validation import check_choice, check_int, check_number, check_rat
 from .text.structure import atomic_spans, inside
 from .text.tokens import TokenCounter
 
-__all__ = ["Budget", "allocate_tokens", "deprecated_stage_budget"]
+__all__ = ["Budget", "allocate_tokens", "as_budget", "deprecated_stage_budget"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,15 @@ def allocate_tokens(counts: Sequence[int], total: int, *, rank_bias: float = 0.0
     alloc = [int(math.floor(x)) for x in _filled(counts, weights, _fill_level(counts, weights, total))]
     _hand_out_remainder(alloc, counts, total - sum(alloc))
     return alloc
+
+
+def as_budget(budget: object, name: str = "budget") -> Budget | None:
+    """``None``, a :class:`Budget`, or an int meaning ``Budget(max_tokens=int)``; anything else a ``TypeError``."""
+    if budget is None or isinstance(budget, Budget):
+        return budget
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
+        raise TypeError(f"{name} must be None, an int (max tokens) or a Budget, got {budget!r}")
+    return Budget(max_tokens=check_int(name, budget, min=0))
 
 
 def deprecated_stage_budget(owner: str, budget: object) -> Budget | None:

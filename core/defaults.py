@@ -11,26 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .budget import Budget
+from .budget import Budget, as_budget
 from .models import PRUNER_MINILM
 from .pipeline import Pipeline
-from .runtime.validation import check_int
 
 __all__ = ["DEFAULT_PRUNER_PATH", "default_pipeline", "default_pruner"]
 
 DEFAULT_PRUNER_PATH: Path = PRUNER_MINILM
 """Directory of the shipped pruner (the :mod:`ragprune.stages.provence` format)."""
-
-
-def _as_budget(budget: int | Budget | None) -> Budget | None:
-    if budget is None or isinstance(budget, Budget):
-        return budget
-    try:
-        tokens = check_int("budget", budget, min=0)
-    except TypeError:
-        raise TypeError(f"budget must be None, an int >= 0 (max tokens) or a Budget, "
-                        f"got {budget!r} ({type(budget).__name__})") from None
-    return Budget(max_tokens=tokens)
 
 
 def default_pruner(*, device: Any = "auto", threshold: float | None = None, **kwargs: Any) -> Any:
@@ -59,5 +47,5 @@ def default_pipeline(budget: int | Budget | None = None, counter: Any = "cl100k_
     The pruner reranks the passages, keeps the sentences relevant to the query
     and drops passages with none; the budget then caps what is left.
     """
-    final = _as_budget(budget)
+    final = as_budget(budget)
     return Pipeline([default_pruner(device=device, threshold=threshold)], budget=final, counter=counter)

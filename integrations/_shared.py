@@ -10,17 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from ragprune import Budget, Pipeline, create_stage
+from ragprune.budget import as_budget
+from ragprune.passage import check_query as check_query_text
 from ragprune.runtime.validation import check_int
 from ragprune.stages.top_n import TopN
 
 __all__ = ["as_budget", "as_pipeline", "check_query", "query_stages"]
-
-
-def as_budget(budget: Budget | int | None) -> Budget | None:
-    """``None``, a :class:`ragprune.Budget`, or an ``int`` meaning ``Budget(max_tokens=int)``."""
-    if budget is None or isinstance(budget, Budget):
-        return budget
-    return Budget(max_tokens=check_int("budget", budget, min=0))
 
 
 def as_pipeline(stage: Any, budget: Budget | int | None = None, counter: Any = None,
@@ -65,10 +60,10 @@ def query_stages(stage: Any) -> list[str]:
 
 
 def check_query(pipeline: Pipeline, query: Any, owner: str, hint: str = "") -> str | None:
-    """The query, validated: ``str`` or ``None``, and non-blank when a stage needs one."""
-    if query is not None and not isinstance(query, str):
-        raise TypeError(f"query must be str or None, got {type(query).__name__}")
-    if pipeline.requires_query and (query is None or not query.strip()):
+    """The query, validated like every stage's (``str`` or ``None``, valid Unicode, within the
+    pipeline's limits), and non-blank when a stage needs one (naming those stages)."""
+    checked: str | None = check_query_text(query, required=False, stage=owner, limits=pipeline.limits)
+    if pipeline.requires_query and (checked is None or not checked.strip()):
         needing = ", ".join(query_stages(pipeline))
         raise ValueError(f"{owner} needs a non-empty query: {needing} require(s) one{hint}; got {query!r}")
-    return query
+    return checked
