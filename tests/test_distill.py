@@ -67,15 +67,8 @@ def cases(tiny_data: Path) -> list:
 
 
 @pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    path = tmp_path_factory.mktemp("tiny-gpt2-teacher")
-    tok = save_wordpiece_tokenizer(path, model_max_length=1_000_000)
-    config = GPT2Config(vocab_size=max(tok.get_vocab().values()) + 1, n_embd=32, n_layer=2, n_head=4, n_inner=37,
-                        n_positions=256, bos_token_id=None, eos_token_id=None)
-    save_tiny_model(path, GPT2LMHeadModel, config)
-    return path
+def tiny_gpt2(tiny_causal_lm: Path) -> Path:
+    return tiny_causal_lm
 
 
 @pytest.fixture(scope="module")

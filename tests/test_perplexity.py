@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import save_tiny_model, save_wordpiece_tokenizer
+from conftest import save_tiny_model
 from ragprune import Passage, get_counter, render_spans
 from ragprune.runtime.causal_lm import CausalLMScorer, unit_scores
 from ragprune.stages.llmlingua import LLMLinguaCompressor
@@ -74,15 +74,8 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    path = tmp_path_factory.mktemp("tiny-gpt2-lm")
-    tok = save_wordpiece_tokenizer(path, model_max_length=1_000_000)
-    config = GPT2Config(vocab_size=max(tok.get_vocab().values()) + 1, n_embd=32, n_layer=2, n_head=4, n_inner=37,
-                        n_positions=256, bos_token_id=None, eos_token_id=None)
-    save_tiny_model(path, GPT2LMHeadModel, config)
-    return path
+def tiny_gpt2(tiny_causal_lm: Path) -> Path:
+    return tiny_causal_lm
 
 
 @pytest.fixture(scope="module")
