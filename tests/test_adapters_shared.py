@@ -217,3 +217,19 @@ def test_the_shipped_pruner_pickles_by_its_path() -> None:
     again = pickle.loads(pickle.dumps(pipeline))
     assert again.config() == pipeline.config()
     assert [p.text for p in again.run(QUERY, TEXTS).passages] == [p.text for p in pipeline.run(QUERY, TEXTS).passages]
+
+
+@pytest.mark.slow
+def test_embedding_adapters_round_trip(minilm_path: Any) -> None:
+    import pickle
+
+    from ragprune.integrations.langchain import RagpruneEmbeddings
+    from ragprune.integrations.llamaindex import RagpruneEmbedding
+
+    lc = RagpruneEmbeddings(minilm_path, device="cpu")
+    li = RagpruneEmbedding(minilm_path, device="cpu")
+    vector = lc.embed_query(QUERY)
+    for again in (RagpruneEmbeddings.model_validate_json(lc.model_dump_json()), pickle.loads(pickle.dumps(lc))):
+        assert again.embed_query(QUERY) == pytest.approx(vector, abs=1e-6)
+    for again in (RagpruneEmbedding.from_dict(li.to_dict()), pickle.loads(pickle.dumps(li))):
+        assert again.get_query_embedding(QUERY) == pytest.approx(vector, abs=1e-6)

@@ -61,6 +61,13 @@ class RagpruneEmbedding(BaseEmbedding):
     def class_name(cls) -> str:
         return "RagpruneEmbedding"
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> RagpruneEmbedding:
+        """Rebuild from :meth:`to_dict`: the model loads again from ``model_name`` (its path or hub id)."""
+        data = {**data, **kwargs}
+        data.pop("class_name", None)
+        return cls(data.pop("model_name"), **data)
+
     @property
     def encoder(self) -> BiEncoderModel:
         """The loaded bi-encoder (shared: it is safe to use from several threads)."""
