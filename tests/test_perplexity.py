@@ -235,6 +235,120 @@ def test_scorer_is_thread_safe(llama: CausalLMScorer) -> None:
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+# ---------------------------------------- LongLLMLingua's passes, counted
+LONG_PASSAGES = [
+    " ".join([CORPUS[0], CORPUS[2], CORPUS[1], CORPUS[0]]),
+    " ".join([CORPUS[1], CORPUS[0], CORPUS[2]]),
+    " ".join([CORPUS[2], CORPUS[1], CORPUS[2], CORPUS[0]]),
+    " ".join([CORPUS[0], CORPUS[1]]),
+]
+
+
+@pytest.mark.parametrize("which", ["llama", "gpt2"])
+def test_question_pass_also_gives_the_context_scores(which: str, request: pytest.FixtureRequest) -> None:
+    scorer: CausalLMScorer = request.getfixturevalue(which)
+    tiny = CausalLMScorer(scorer._model, scorer._tok, max_context=64, window=16)
+    for s in (scorer, tiny):
+        texts = [*LONG_PASSAGES, CORPUS[2], ""]
+        question = "Question: " + QUERY
+        logp, own = s.question_logprob_and_scores(texts, question)
+        np.testing.assert_allclose(logp, s.question_logprob(texts, question), rtol=1e-4, atol=1e-4)
+        room = s.max_context - len(s.encode(["\n\n" + question])[0][0]) - len(s._start)
+        for text, o, ref in zip(texts, own, s.token_scores(texts), strict=True):
+            if s.count_tokens([text])[0] > room:  # cut to fit with the question: left to token_scores
+                assert o is None
+                continue
+            assert o is not None
+            np.testing.assert_array_equal(o.offsets, ref.offsets)
+            np.testing.assert_allclose(o.scores, ref.scores, rtol=1e-4, atol=1e-4)
+        if s is tiny:
+            assert any(o is None for o in own)
+        else:
+            assert all(o is not None for o in own)
+    logp, own = tiny.question_logprob_and_scores(["the cat", ""], "", separator="")  # no question tokens
+    assert logp.tolist() == [0.0, 0.0]
+    assert own[0] is not None and len(own[0]) == tiny.count_tokens(["the cat"])[0]
+    with pytest.raises(TypeError):
+        tiny.question_logprob_and_scores("a string", QUERY)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("which", ["llama", "gpt2"])
+def test_shared_prefix_is_fed_once_per_batch(which: str, request: pytest.FixtureRequest) -> None:
+    scorer: CausalLMScorer = request.getfixturevalue(which)
+    texts = [*LONG_PASSAGES, CORPUS[2], "Paris"]
+    prefix = QUERY + "\n\n"
+    for window in (64, 5):  # the head inside the first window (shared), and longer than it (not shared)
+        tiny = CausalLMScorer(scorer._model, scorer._tok, max_context=256, window=window)
+        tiny.tokens_fed = 0
+        shared = tiny.token_scores(texts, prefix=prefix)
+        fed_shared = tiny.tokens_fed
+        tiny._share_prefix = False
+        tiny.tokens_fed = 0
+        apart = tiny.token_scores(texts, prefix=prefix)
+        head = len(tiny._start) + tiny.count_tokens([prefix])[0]
+        expected = (len(texts) - 1) * head if head < window else 0
+        assert tiny.tokens_fed - fed_shared == expected
+        for a, b in zip(shared, apart, strict=True):
+            np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-4)
+    # long texts: the shared head, then windows and cache rebuilds as when fed per text
+    small = CausalLMScorer(scorer._model, scorer._tok, max_context=64, window=16)
+    shared = small.token_scores(LONG_PASSAGES, prefix="Answer briefly.")
+    small._share_prefix = False
+    apart = small.token_scores(LONG_PASSAGES, prefix="Answer briefly.")
+    for a, b in zip(shared, apart, strict=True):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-4)
+
+
+def _previous_longllmlingua_scores(scorer: CausalLMScorer, texts: list[str], query: str) -> tuple[Any, Any, Any]:
+    """The ranking and the fine scores as LongLLMLingua computed them before the ranking pass was reused."""
+    question = "Question: " + query
+    both = scorer.token_scores(texts + texts, prefix=[None] * len(texts) + [f"{query}\n\n"] * len(texts))
+    return scorer.question_logprob(texts, question), both[: len(texts)], both[len(texts):]
+
+
+@pytest.mark.parametrize("which", ["llama", "gpt2"])
+def test_longllmlingua_feeds_each_context_token_about_twice(which: str, request: pytest.FixtureRequest) -> None:
+    scorer: CausalLMScorer = request.getfixturevalue(which)
+    context = sum(scorer.count_tokens(LONG_PASSAGES))
+    new = LongLLMLinguaCompressor(scorer, rate=0.5)
+    old = LongLLMLinguaCompressor(scorer, rate=0.5)
+    old._reuse_ranking_scores = False
+    scorer.tokens_fed = 0
+    out_new = new.process(QUERY, LONG_PASSAGES)
+    fed_new = scorer.tokens_fed
+    scorer._share_prefix = False
+    try:
+        scorer.tokens_fed = 0
+        out_old = old.process(QUERY, LONG_PASSAGES)
+        fed_old = scorer.tokens_fed
+        previous = _previous_longllmlingua_scores(scorer, LONG_PASSAGES, QUERY)
+    finally:
+        scorer._share_prefix = True
+    assert fed_new <= 2.3 * context < 3 * context < fed_old
+    # the same passages, words and ranking scores as the previous computation
+    assert [p.text for p in out_new.passages] == [p.text for p in out_old.passages]
+    np.testing.assert_allclose([p.score for p in out_new.passages], [p.score for p in out_old.passages],
+                               rtol=1e-5, atol=1e-5)
+    # and the scores it uses: the ranking, the question-free and the question-given token scores
+    logp, own = scorer.question_logprob_and_scores(LONG_PASSAGES, "Question: " + QUERY)
+    with_q = scorer.token_scores(LONG_PASSAGES, prefix=f"{QUERY}\n\n")
+    np.testing.assert_allclose(logp, previous[0], rtol=1e-4, atol=1e-4)
+    for o, w, plain, given_q in zip(own, with_q, previous[1], previous[2], strict=True):
+        assert o is not None
+        np.testing.assert_allclose(o.scores, plain.scores, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(w.scores, given_q.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_longllmlingua_scores_a_passage_cut_for_the_ranking_on_its_own(gpt2: CausalLMScorer) -> None:
+    tiny = CausalLMScorer(gpt2._model, gpt2._tok, max_context=64, window=16)
+    texts = [CORPUS[0] * 4, CORPUS[1], CORPUS[2]]
+    assert tiny.count_tokens(texts[:1])[0] > tiny.max_context
+    new = LongLLMLinguaCompressor(tiny, rate=0.5)
+    old = LongLLMLinguaCompressor(tiny, rate=0.5)
+    old._reuse_ranking_scores = False
+    assert [p.text for p in new.apply(QUERY, texts)] == [p.text for p in old.apply(QUERY, texts)]
+
+
 # ---------------------------------------------------------------- the stages
 @pytest.mark.parametrize("which", ["llama", "gpt2"])
 @pytest.mark.parametrize("rate", [0.3, 0.7])
@@ -381,3 +495,14 @@ def test_smollm2_gguf_question_ranks_answering_passage_first(smollm2: CausalLMSc
         _check_extractive(p)
     other = smollm2.question_logprob(passages, "Question: What organelle produces energy in a cell?")
     assert other[0] > other[1]
+
+
+def test_scorer_pickles_without_its_locks(gpt2: CausalLMScorer) -> None:
+    import pickle
+
+    again = pickle.loads(pickle.dumps(gpt2))
+    texts = [CORPUS[0]]
+    np.testing.assert_allclose(again.token_scores(texts)[0].scores, gpt2.token_scores(texts)[0].scores, atol=1e-6)
+    again.tokens_fed = 0
+    again.token_scores(texts)
+    assert again.tokens_fed > 0

@@ -7,7 +7,12 @@ window to the next, so a context costs one forward pass per window; when the
 cache would exceed ``max_context`` tokens it is rebuilt from the pinned prefix
 (start token and conditioning text) plus the last ``max_context // 8`` tokens,
 so memory stays flat however long the text is.  Many texts are scored in
-length-sorted, bounded batches that advance window by window in lockstep.
+length-sorted, bounded batches that advance window by window in lockstep; a
+head (start token and prefix) shared by every text of a batch is fed once and
+its KV cache repeated over the batch.  :meth:`CausalLMScorer.question_logprob_and_scores`
+gives, from one pass, a question's log-probability after each context and the
+context's own token scores.  ``CausalLMScorer.tokens_fed`` counts the tokens fed
+through the model.
 
 The module also holds the helpers the compressors share: mapping token scores
 onto word/phrase/sentence units (vectorized with numpy) and picking the
@@ -97,6 +102,11 @@ class CausalLMScorer(TokenizerLock):
         batch_size: most texts scored together.
         max_batch_tokens: most tokens per batch (texts times the longest, up to
             ``max_context``); bounds the size of the logits.
+
+    Attributes:
+        tokens_fed: instrumentation: how many tokens (padding excluded, tokens
+            re-fed when the cache is rebuilt included) this scorer has fed through
+            the model so far; reset it to 0 to measure a call.
     """
 
     def __init__(
@@ -138,6 +148,9 @@ class CausalLMScorer(TokenizerLock):
         self._pad = int(pad if pad is not None else (start if start is not None else 0))
         self.device = next(self._model.parameters()).device
         self._cache_arg = cache_argument(self._model)
+        self.tokens_fed = 0
+        self._fed_lock = threading.Lock()
+        self._share_prefix = True  # private switch (benchmarks): False feeds a shared head with every text
 
     @staticmethod
     def _load(model: Any, tokenizer: Any, gguf_file: str | None, opts: LoadOptions) -> tuple[Any, Any]:
@@ -204,7 +217,8 @@ class CausalLMScorer(TokenizerLock):
         ``prefix`` is one text for all, or one per text (``None`` for none).  The
         prefix (its last ``max_context // 4`` tokens) stays in context for the
         whole text.  Scores of a long text are computed in windows; while the
-        text fits in ``max_context`` they equal one full forward pass.
+        text fits in ``max_context`` they equal one full forward pass.  A prefix
+        shared by the texts of a batch is fed once for the batch.
         """
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of str, not a str")
@@ -234,21 +248,54 @@ class CausalLMScorer(TokenizerLock):
         coarse ranking).  A context is cut to its last tokens so that context and
         question fit in ``max_context``.  Contexts are batched.
         """
+        return self._question_pass(contexts, question, separator, with_context=False)[0]
+
+    def question_logprob_and_scores(
+        self, contexts: Sequence[str], question: str, *, separator: str = "\n\n"
+    ) -> tuple[np.ndarray, list[TokenScores | None]]:
+        """:meth:`question_logprob` and each context's own token scores, from one forward pass.
+
+        A causal model's scores for the context tokens of ``[start][context][separator
+        + question]`` do not depend on the question after them, so the pass that
+        ranks a context also yields ``token_scores([context])`` (equal up to float
+        noise from the batch shapes).  A context cut to fit ``max_context`` with the
+        question gets ``None``: score it with :meth:`token_scores` (windowed) if needed.
+        """
+        return self._question_pass(contexts, question, separator, with_context=True)
+
+    def _question_pass(
+        self, contexts: Sequence[str], question: str, separator: str, *, with_context: bool
+    ) -> tuple[np.ndarray, list[TokenScores | None]]:
         if not isinstance(question, str):
             raise TypeError(f"question must be str, got {type(question).__name__}")
+        if isinstance(contexts, str):
+            raise TypeError("contexts must be a sequence of str, not a str")
         (q_ids, _), = self.encode([separator + question])
         q_ids = q_ids[: self.max_context // 2]
-        if len(q_ids) == 0:
-            return np.zeros(len(contexts), dtype=np.float64)
+        if len(q_ids) == 0:  # nothing to rank by: at most the contexts' own scores
+            own: list[TokenScores | None] = [*self.token_scores(contexts)] if with_context else [None] * len(contexts)
+            return np.zeros(len(contexts), dtype=np.float64), own
+        bodies = self.encode(contexts)
         room = self.max_context - len(q_ids) - len(self._start)
-        seqs = []
-        for ids, _ in self.encode(contexts):
-            ctx = ids[len(ids) - min(len(ids), room):]
-            head = np.asarray(self._start, dtype=np.int64)
-            full = np.concatenate([head, ctx, q_ids])
-            seqs.append(_Seq(full, len(head), max(1, len(full) - len(q_ids))))
+        whole = [len(ids) <= room for ids, _ in bodies]  # context not cut to fit with the question
+        head = np.asarray(self._start, dtype=np.int64)
+        seqs, q_from = [], []
+        for (ids, _), fits in zip(bodies, whole, strict=True):
+            full = np.concatenate([head, ids[len(ids) - min(len(ids), room):], q_ids])
+            q_from.append(max(1, len(full) - len(q_ids)))
+            # score the context tokens too only where the context was not cut
+            seqs.append(_Seq(full, len(head), len(head) if with_context and fits else q_from[-1]))
         scored = self._score(seqs)
-        return np.asarray([-float(np.mean(s)) for s in scored], dtype=np.float64)
+        logp = np.asarray([-float(np.mean(s[q - seq.score_from:]))
+                           for s, q, seq in zip(scored, q_from, seqs, strict=True)], dtype=np.float64)
+        plain: list[TokenScores | None] = [None] * len(contexts)
+        for k, ((ids, offs), fits, s) in enumerate(zip(bodies, whole, scored, strict=True)):
+            if with_context and fits:
+                ctx = s[: len(ids)].copy()
+                if len(head) == 0 and len(ctx):  # no start token: as token_scores, the first gets the mean
+                    ctx[0] = float(np.mean(ctx[1:])) if len(ctx) > 1 else 0.0
+                plain[k] = TokenScores(offs, ctx)
+        return logp, plain
 
     # ---------------------------------------------------------------- internals
     @staticmethod
@@ -301,8 +348,15 @@ class CausalLMScorer(TokenizerLock):
         first_run = (self.max_context - self.window) // self.window
         later_run = (self.max_context - self._pin_cap - self._keep - self.window) // self.window
         steps_left = 0
+        shared = self._shared_head(batch, out, torch) if self._share_prefix else None
+        if shared is not None:  # the head is in the cache: the first window's rest follows it
+            cache, mask_hist = shared
+            cursor = [batch[0].pinned] * n
+            next_pos = list(cursor)
+            steps_left = first_run + 1
         while any(c < len(s.ids) for c, s in zip(cursor, batch, strict=True)):
-            ends = [min(len(s.ids), c + self.window) for c, s in zip(cursor, batch, strict=True)]
+            # windows end at multiples of the window (a shared head ends inside the first)
+            ends = [min(len(s.ids), c - c % self.window + self.window) for c, s in zip(cursor, batch, strict=True)]
             rebuild = cache is None or steps_left <= 0
             steps_left = (first_run if cache is None else later_run) if rebuild else steps_left - 1
             rows: list[np.ndarray] = []
@@ -329,6 +383,8 @@ class CausalLMScorer(TokenizerLock):
                 start = 0 if rebuild else next_pos[i]
                 pos[i] = start + np.minimum(np.arange(width), max(len(r) - 1, 0))
                 next_pos[i] = start + len(r)
+            with self._fed_lock:
+                self.tokens_fed += int(new_mask.sum())
             t_mask = torch.from_numpy(new_mask).to(self.device)
             mask = t_mask if rebuild else torch.cat([mask_hist, t_mask], dim=1)
             result = self._model(
@@ -352,6 +408,40 @@ class CausalLMScorer(TokenizerLock):
                 cursor[i] = e
             del logits, result
         return out
+
+    def _shared_head(self, batch: list[_Seq], out: list[np.ndarray], torch: Any) -> tuple[Any, Any] | None:
+        """Feed the head (start token and prefix) common to every text of ``batch`` once.
+
+        When all texts share the same pinned head (e.g. one question or instruction
+        as the prefix of every text) and it ends inside the first window, its KV
+        cache is computed for one row and repeated over the batch instead of being
+        recomputed per text; the first body token of each text is scored from the
+        head's last position (written to ``out``).  Returns the cache and its mask,
+        or ``None`` (nothing fed) when the batch does not share a head.
+        """
+        h = batch[0].pinned
+        if len(batch) < 2 or not 2 <= h < self.window:
+            return None
+        head = batch[0].ids[:h]
+        if any(s.pinned != h or s.score_from != h or not np.array_equal(s.ids[:h], head) for s in batch):
+            return None
+        result = self._model(
+            input_ids=torch.from_numpy(head[None, :]).to(self.device),
+            attention_mask=torch.ones((1, h), dtype=torch.int64, device=self.device),
+            position_ids=torch.arange(h, device=self.device)[None, :],
+            use_cache=True,
+            **{self._cache_arg: None},
+        )
+        with self._fed_lock:
+            self.tokens_fed += h
+        cache = result[self._cache_arg]
+        if not hasattr(cache, "batch_repeat_interleave"):  # pragma: no cover - a legacy tuple cache
+            return None
+        cache.batch_repeat_interleave(len(batch))
+        logp = torch.log_softmax(result.logits[0, -1].float(), dim=-1).cpu().numpy()
+        for i, s in enumerate(batch):
+            out[i][0] = -float(logp[s.ids[h]])
+        return cache, torch.ones((len(batch), h), dtype=torch.int64, device=self.device)
 
 
 def cache_argument(model: Any) -> str:

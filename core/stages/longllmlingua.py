@@ -14,16 +14,27 @@
 
 Output is extractive.  Passages keep the caller's order unless
 ``reorder=True`` (rank order, best first).
+
+Forward passes per call: one over ``[start][passage][separator + question]``
+per passage (the ranking; a causal model's scores for the passage tokens there
+do not depend on the question after them, so the same pass gives the fine
+step's question-free self-information), then one over
+``[start][question][passage]`` per passage still to compress.  A passage too
+long to fit ``max_context`` together with the question is cut for the ranking,
+so its question-free scores come from a separate windowed pass instead.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ..budget import allocate_tokens
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.causal_lm import (
     CausalLMScorer,
+    TokenScores,
     as_scorer,
     select_units,
     total_target,
@@ -57,6 +68,9 @@ class LongLLMLinguaCompressor(BaseStage):
 
     name: ClassVar[str] = "longllmlingua"
     requires_query: ClassVar[bool] = True
+    # Private, for benchmarks and tests: False recomputes the question-free scores
+    # in a pass of their own (the previous behaviour) instead of reusing the ranking pass's.
+    _reuse_ranking_scores: bool = True
 
     def __init__(
         self,
@@ -97,8 +111,9 @@ class LongLLMLinguaCompressor(BaseStage):
         assert query is not None
         question = self.question_template.replace("{question}", query)
         live = [i for i, p in enumerate(passages) if not p.is_blank]
-        scored = dict(zip(live, self.scorer.question_logprob([passages[i].text for i in live], question),
-                          strict=True))
+        logp, plain = self._rank([passages[i].text for i in live], question)
+        scored = dict(zip(live, logp, strict=True))
+        own = dict(zip(live, plain, strict=True))
         ranked = sorted(live, key=lambda i: (-scored[i], i))
         current = {i: passages[i].with_score(self.name, float(scored[i])) for i in live}
         totals = dict(zip(ranked, self.counter.count_many([passages[i].text for i in ranked]), strict=True))
@@ -115,7 +130,7 @@ class LongLLMLinguaCompressor(BaseStage):
         shares = dict(zip(kept, allocate_tokens([totals[i] for i in kept], target, rank_bias=self.rank_bias),
                           strict=True))
         todo = [i for i in kept if shares[i] < totals[i]]
-        self._fine(query, todo, current, shares)
+        self._fine(query, todo, current, shares, own)
         out: list[Passage] = []
         order = kept if self.reorder else [i for i in live if i in shares]
         blanks = [i for i in range(len(passages)) if i not in scored]
@@ -127,18 +142,37 @@ class LongLLMLinguaCompressor(BaseStage):
                 out.append(p)
         return StageOutput(tuple(out), tuple(dropped))
 
-    def _fine(self, query: str, todo: list[int], current: dict[int, Passage], shares: dict[int, int]) -> None:
+    def _rank(self, texts: list[str], question: str) -> tuple[np.ndarray, list[TokenScores | None]]:
+        """The coarse ranking scores and, from the same pass, each text's question-free token scores."""
+        if self._reuse_ranking_scores:
+            return self.scorer.question_logprob_and_scores(texts, question)
+        return self.scorer.question_logprob(texts, question), [None] * len(texts)
+
+    def _fine(
+        self,
+        query: str,
+        todo: list[int],
+        current: dict[int, Passage],
+        shares: dict[int, int],
+        own: dict[int, TokenScores | None],
+    ) -> None:
         if not todo:
             return
         texts = [current[i].text for i in todo]
-        prefix = f"{query}\n\n"
-        both = self.scorer.token_scores(texts + texts, prefix=[None] * len(texts) + [prefix] * len(texts))
+        with_q = self.scorer.token_scores(texts, prefix=f"{query}\n\n")
+        # question-free scores the ranking pass could not give (a passage cut there
+        # to fit with the question) come from a windowed pass of their own
+        missing = [i for i in todo if own[i] is None]
+        plain_of = {**own, **dict(zip(missing, self.scorer.token_scores([current[i].text for i in missing]),
+                                      strict=True))}
         for k, i in enumerate(todo):
             p = current[i]
             words = p.units("word")
             units = p.offset_map().to_text(words)
-            plain, _ = unit_scores(p.text, both[k], units)
-            given_q, _ = unit_scores(p.text, both[len(todo) + k], units)
+            own_scores = plain_of[i]
+            assert own_scores is not None
+            plain, _ = unit_scores(p.text, own_scores, units)
+            given_q, _ = unit_scores(p.text, with_q[k], units)
             contrast = plain - given_q
             counts = unit_counts(p, words, self.counter, words=True)
             current[i] = select_units(p, words, contrast + 1e-6 * plain, counts, shares[i], self.counter)
