@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 from pathlib import Path
 from typing import Any
@@ -456,3 +457,67 @@ def test_property_extractive_and_accounted(pruner: ProvencePruner, texts: list[s
 def test_repr_shows_the_settings(pruner: ProvencePruner) -> None:
     text = repr(pruner)
     assert text.startswith("ProvencePruner(") and f"threshold={pruner.threshold:g}" in text and "object at" not in text
+
+
+# ----------------------------------------------------------------------------- batching
+
+BATCH_WORDS = "the cat sat on mat paris is capital of france . berlin river ! who was first ? 北京".split()
+
+
+def random_texts(rng: random.Random, lengths: list[int]) -> list[str]:
+    return [" ".join(rng.choice(BATCH_WORDS) for _ in range(n)) for n in lengths]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lengths=st.lists(st.integers(min_value=0, max_value=90), min_size=1, max_size=7),
+    seed=st.integers(min_value=0, max_value=2**16),
+    batch_size=st.integers(min_value=1, max_value=10),
+    max_batch_tokens=st.none() | st.integers(min_value=1, max_value=300),
+)
+def test_outputs_do_not_depend_on_batching(pruner: ProvencePruner, lengths: list[int], seed: int, batch_size: int,
+                                           max_batch_tokens: int | None) -> None:
+    texts = random_texts(random.Random(seed), lengths)
+    kw: dict[str, Any] = dict(tokenizer=pruner.tokenizer, max_length=32, stride=6)
+    packed = ProvencePruner(pruner.model, batch_size=batch_size, max_batch_tokens=max_batch_tokens, **kw)
+    legacy = ProvencePruner(pruner.model, batch_size=batch_size, max_batch_tokens=max_batch_tokens, **kw)
+    legacy._legacy_batching = True
+    single = ProvencePruner(pruner.model, batch_size=1, **kw)  # one window at a time, no padding
+    want_probs, want_offsets, want_ranks = single.score(QUERY, texts)
+    assert single.padding_stats().padded == 0
+    for pr in (packed, legacy):
+        probs, offsets, ranks = pr.score(QUERY, texts)
+        assert np.allclose(ranks, want_ranks, rtol=0, atol=1e-5)
+        for got, want, o, wo in zip(probs, want_probs, offsets, want_offsets, strict=True):
+            assert got.shape == want.shape and np.allclose(got, want, rtol=0, atol=1e-6)
+            assert np.array_equal(o, wo)
+    assert packed.padding_stats().padding_share <= 0.1
+    assert packed.padding_stats().items == single.padding_stats().items == legacy.padding_stats().items
+
+
+def test_padding_share_below_a_tenth_on_mixed_lengths(pruner: ProvencePruner) -> None:
+    from ragprune.runtime.batching import PaddingStats
+
+    rng = random.Random(0)
+    texts = random_texts(rng, [*(rng.randint(1, 50) for _ in range(14)), 150])  # one window each, and a long one
+    packed = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, max_length=64)
+    legacy = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, max_length=64)
+    legacy._legacy_batching = True
+    got = packed.process(QUERY, texts)
+    want = legacy.process(QUERY, texts)
+    assert [(p.index, p.spans) for p in got.passages] == [(p.index, p.spans) for p in want.passages]
+    assert np.allclose([p.score for p in got.passages], [p.score for p in want.passages], rtol=0, atol=1e-5)
+    stats, before = packed.padding_stats(reset=True), legacy.padding_stats()
+    assert stats.items == before.items > len(texts) and stats.real == before.real
+    assert before.padding_share > 0.1  # the windows of one call padded to the longest of each batch_size
+    assert stats.padding_share < 0.1
+    assert stats.fed == stats.real + stats.padded
+    assert packed.padding_stats() == PaddingStats()  # reset
+
+
+def test_token_cap_default_is_smaller_on_cpu(pruner: ProvencePruner) -> None:
+    assert pruner.model.device.type == "cpu" and pruner.max_batch_tokens == 2048
+    capped = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, max_batch_tokens=100, batch_size=16)
+    assert capped.max_batch_tokens == 100
+    batches = capped.batches([30] * 10 + [150])
+    assert batches[0] == [10] and sorted(len(b) for b in batches) == [1, 1, 3, 3, 3]  # <= 100 tokens, or alone

@@ -1,15 +1,23 @@
-"""Length-sorted, bounded batching with the caller's order restored."""
+"""Length-sorted, bounded batching with the caller's order restored.
+
+:func:`length_sorted_batches` bounds a batch's size and padded tokens;
+:func:`packed_batches` also bounds the share of padding in each batch (a new
+batch starts where lengths drift apart), and :class:`PaddingStats` counts the
+real and padded tokens a set of batches feeds.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import TypeVar
 
 import numpy as np
 
-from .validation import check_int
+from .validation import check_int, check_number
 
-__all__ = ["length_sorted_batches", "run_sorted"]
+__all__ = ["PaddingStats", "length_sorted_batches", "packed_batches", "run_sorted"]
 
 T = TypeVar("T")
 
@@ -43,6 +51,87 @@ def length_sorted_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def packed_batches(
+    lengths: Sequence[int], *, max_batch_size: int = 32, max_batch_tokens: int | None = None,
+    max_padding: float = 0.1,
+) -> list[list[int]]:
+    """Length-sorted batches, bounded as :func:`length_sorted_batches`, that pad little.
+
+    Each batch holds items adjacent in length order, at most ``max_batch_size``
+    of them and at most ``max_batch_tokens`` padded tokens (``len(batch) *
+    longest``; an item longer than that gets a batch of its own), and pads at
+    most ``max_padding`` of its padded tokens, so all batches together pad at
+    most that share too.  Among such cuts, the one with the fewest batches
+    (fewest forward passes), then the fewest padded tokens, is returned,
+    longest items first.
+    """
+    max_batch_size = check_int("max_batch_size", max_batch_size, min=1)
+    max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
+    max_padding = check_number("max_padding", max_padding, min=0.0, max=1.0)
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
+    sizes = [int(lengths[i]) for i in order]
+    cap = max_batch_tokens if max_batch_tokens is not None else float("inf")
+    # best[j]: (batches, padded tokens) of the best cut of the j longest items; start[j]: where its last batch starts
+    best: list[tuple[int, int]] = [(0, 0)] + [(len(sizes) + 1, 0)] * len(sizes)
+    start = [0] * (len(sizes) + 1)
+    for i in range(len(sizes)):
+        for j, padded in _batch_ends(sizes, i, max_batch_size, cap, max_padding):
+            cost = (best[i][0] + 1, best[i][1] + padded)
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    cuts = [len(sizes)]
+    while cuts[-1] > 0:
+        cuts.append(start[cuts[-1]])
+    cuts.reverse()
+    return [order[a:b] for a, b in pairwise(cuts)]
+
+
+def _batch_ends(sizes: list[int], i: int, max_batch_size: int, cap: float,
+                max_padding: float) -> list[tuple[int, int]]:
+    """``(j, padded tokens)`` for each allowed batch ``sizes[i:j]`` (``sizes`` sorted longest first)."""
+    longest = sizes[i]
+    out = [(i + 1, 0)]
+    real = longest
+    for j in range(i + 2, min(len(sizes), i + max_batch_size) + 1):
+        fed = longest * (j - i)
+        real += sizes[j - 1]
+        if fed > cap or fed - real > max_padding * fed:
+            break  # both only grow with j: no longer batch from i is allowed
+        out.append((j, fed - real))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PaddingStats:
+    """Tokens fed to a model in padded batches: ``real`` ones and ``fed`` ones (padding
+    included), over ``items`` sequences in ``batches`` batches."""
+
+    real: int = 0
+    fed: int = 0
+    items: int = 0
+    batches: int = 0
+
+    @classmethod
+    def of(cls, lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> PaddingStats:
+        """What feeding ``batches`` (positions into ``lengths``), each padded to its longest, costs."""
+        real = sum(int(lengths[i]) for b in batches for i in b)
+        fed = sum(len(b) * max(int(lengths[i]) for i in b) for b in batches if b)
+        return cls(real, fed, sum(len(b) for b in batches), sum(1 for b in batches if b))
+
+    @property
+    def padded(self) -> int:
+        return self.fed - self.real
+
+    @property
+    def padding_share(self) -> float:
+        """Padded tokens / tokens fed (0 when nothing was fed)."""
+        return self.padded / self.fed if self.fed else 0.0
+
+    def __add__(self, other: PaddingStats) -> PaddingStats:
+        return PaddingStats(self.real + other.real, self.fed + other.fed, self.items + other.items,
+                            self.batches + other.batches)
 
 
 def run_sorted(

@@ -72,7 +72,7 @@ class QueryTokenCompressor(BaseStage):
         max_length: int | None = None,
         stride: int | None = None,
         batch_size: int = 16,
-        max_batch_tokens: int | None = 16384,
+        max_batch_tokens: int | None = None,
         options: LoadOptions | None = None,
         **load: Unpack[LoadKwargs],
     ) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from ...budget import Budget, deprecated_stage_budget
 from ...passage import BaseStage, Dropped, Passage, StageOutput
-from ...runtime.batching import run_sorted
+from ...runtime.batching import PaddingStats, length_sorted_batches, packed_batches
 from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
 from ...runtime.locks import TokenizerLock
 from ...runtime.validation import check_int, check_number, renamed
@@ -22,6 +22,10 @@ from .model import PrunerModel
 from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance
 
 logger = logging.getLogger("ragprune")
+
+_MAX_PADDING = 0.1  # most padded share of the tokens of one forward batch
+_BATCH_TOKENS = {"cpu": 2048}  # default padded tokens per batch, by device type
+_GPU_BATCH_TOKENS = 16384  # ... on GPUs (and any device type not above)
 
 
 class ProvencePruner(TokenizerLock, BaseStage):
@@ -45,7 +49,9 @@ class ProvencePruner(TokenizerLock, BaseStage):
             model's, capped by the tokenizer's limit).
         stride: tokens shared by consecutive windows of a long passage
             (default: a quarter of a window's passage room).
-        batch_size / max_batch_tokens: bounds of each forward batch.
+        batch_size / max_batch_tokens: bounds of each forward batch (in windows,
+            and in tokens padding included); ``max_batch_tokens`` defaults to
+            16384 on GPUs and 2048 on CPU, where bigger batches gain nothing.
         options / device / dtype / local_files_only / revision: how a path or hub id
             is loaded (:class:`~ragprune.runtime.loading.LoadOptions` and its shorthands).
         top_k: deprecated name of ``top_n`` (accepted for one release, with a
@@ -55,6 +61,9 @@ class ProvencePruner(TokenizerLock, BaseStage):
     passages pass through unchanged and unscored (last, when reordering).
     Long passages are split into windows; per-token relevance is averaged
     over overlapping windows, and a passage's score is its best window's.
+    The windows of all passages of a call are sorted by length and cut into
+    batches that pad at most a tenth of their tokens; :meth:`padding_stats`
+    counts the tokens fed.  Outputs do not depend on the batching (up to float rounding).
     """
 
     name = "provence"
@@ -74,7 +83,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
         max_length: int | None = None,
         stride: int | None = None,
         batch_size: int = 16,
-        max_batch_tokens: int | None = 16384,
+        max_batch_tokens: int | None = None,
         top_k: int | None = None,
         options: LoadOptions | None = None,
         **load: Unpack[LoadKwargs],
@@ -110,8 +119,13 @@ class ProvencePruner(TokenizerLock, BaseStage):
         self.max_length = limit
         self.stride = stride
         self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
+        self._requested_batch_tokens = max_batch_tokens
+        self.max_batch_tokens: int = (max_batch_tokens if max_batch_tokens is not None
+                                      else _BATCH_TOKENS.get(self.model.device.type, _GPU_BATCH_TOKENS))
+        self._legacy_batching = False  # benchmarks: the previous batching (cut by size and token cap only)
         self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._stats = PaddingStats()
 
     def __repr__(self) -> str:
         return (f"ProvencePruner({self.source!r}, threshold={self.threshold:g}, top_n={self.top_n}, "
@@ -146,8 +160,8 @@ class ProvencePruner(TokenizerLock, BaseStage):
     def score(self, query: str, texts: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """Per-token keep probabilities, token offsets (in each text) and ranking logits.
 
-        All windows of all texts go through the model in one length-sorted,
-        batched call.
+        All windows of all texts are sorted by length and go through the model
+        in batches of similar lengths (see :meth:`batches`).
         """
         if not texts:
             return [], [], np.zeros(0, dtype=np.float64)
@@ -165,23 +179,45 @@ class ProvencePruner(TokenizerLock, BaseStage):
         for j, ids in enumerate(p_ids):
             windows.extend(_Window(j, s, min(s + room, len(ids))) for s in _window_starts(len(ids), room, overlap))
         lengths = [n_special + len(q_ids) + w.end - w.start for w in windows]
-
-        def run(batch: list[_Window]) -> list[tuple[np.ndarray, float]]:
-            return self._forward(q_ids, [p_ids[w.passage][w.start:w.end] for w in batch])
-
-        results = run_sorted(windows, lengths, run, max_batch_size=self.batch_size,
-                             max_batch_tokens=self.max_batch_tokens)
+        batches = self.batches(lengths)
+        with self._stats_lock:
+            self._stats += PaddingStats.of(lengths, batches)
+        results: list[tuple[np.ndarray, float]] = [(np.zeros(0), 0.0)] * len(windows)
+        for batch in batches:
+            pieces = [p_ids[windows[i].passage][windows[i].start : windows[i].end] for i in batch]
+            for i, r in zip(batch, self._forward(q_ids, pieces), strict=True):
+                results[i] = r
         sums = [np.zeros(len(ids), dtype=np.float64) for ids in p_ids]
         counts = [np.zeros(len(ids), dtype=np.float64) for ids in p_ids]
         ranks = np.full(len(texts), -np.inf)
-        for w, r in zip(windows, results, strict=True):
-            probs: np.ndarray = r[0]  # type: ignore[index]
-            rank: float = r[1]  # type: ignore[index]
+        for w, (probs, rank) in zip(windows, results, strict=True):
             sums[w.passage][w.start:w.end] += probs
             counts[w.passage][w.start:w.end] += 1.0
             ranks[w.passage] = max(ranks[w.passage], rank)
         token_probs = [s / np.maximum(c, 1.0) for s, c in zip(sums, counts, strict=True)]
         return token_probs, p_offsets, ranks
+
+    def batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Positions of windows of ``lengths`` tokens (special tokens included), grouped into forward passes.
+
+        Longest first, at most ``batch_size`` windows and ``max_batch_tokens``
+        tokens (padding included) each, each padding at most a tenth of its
+        tokens, in as few batches as that allows
+        (:func:`ragprune.runtime.batching.packed_batches`).
+        """
+        if self._legacy_batching:  # the batching before packing, kept to compare against
+            cap = _GPU_BATCH_TOKENS if self._requested_batch_tokens is None else self._requested_batch_tokens
+            return length_sorted_batches(lengths, max_batch_size=self.batch_size, max_batch_tokens=cap)
+        return packed_batches(lengths, max_batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
+                              max_padding=_MAX_PADDING)
+
+    def padding_stats(self, *, reset: bool = False) -> PaddingStats:
+        """Real and padded tokens fed to the model so far (by all calls; then zeroed if ``reset``)."""
+        with self._stats_lock:
+            stats = self._stats
+            if reset:
+                self._stats = PaddingStats()
+        return stats
 
     def _forward(self, q_ids: np.ndarray, pieces: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
         encoded = [self.template.encode(q_ids, piece) for piece in pieces]
