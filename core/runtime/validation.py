@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar, overload
 
-__all__ = ["check_choice", "check_int", "check_number", "check_rate", "renamed"]
+__all__ = ["check_choice", "check_int", "check_number", "check_rate", "check_target", "renamed"]
 
 _T = TypeVar("_T")
 
@@ -164,3 +164,13 @@ def renamed(old_name: str, old_value: Any, new_name: str, new_value: Any, *, def
         raise TypeError(f"give {new_name} or {old_name}, not both ({old_name} is deprecated; use {new_name})")
     warnings.warn(f"{old_name} is deprecated; use {new_name}", DeprecationWarning, stacklevel=stacklevel)
     return old_value
+
+
+def check_target(rate: object, target_tokens: object) -> tuple[float | None, int | None]:
+    """How much a token compressor keeps: ``rate`` in (0, 1] and/or ``target_tokens`` >= 0, at least one."""
+    checked_rate = check_rate("rate", rate, allow_none=True)
+    checked_target = check_int("target_tokens", target_tokens, min=0, allow_none=True)
+    if checked_rate is None and checked_target is None:
+        raise ValueError("give rate or target_tokens (or both)")
+    return checked_rate, checked_target
+

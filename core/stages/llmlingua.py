@@ -32,7 +32,7 @@ from ..runtime.causal_lm import (
     unit_counts,
     unit_scores,
 )
-from ..runtime.validation import check_int, check_number, check_rate
+from ..runtime.validation import check_int, check_number, check_target
 from ..text.offsets import OffsetMap
 from ..text.segment import Span, merge_spans, render_spans
 from ..text.tokens import TokenCounter, get_counter
@@ -90,10 +90,7 @@ class LLMLinguaCompressor(BaseStage):
         counter: Any = None,
         **scorer_options: Any,
     ) -> None:
-        rate = check_rate("rate", rate, allow_none=True)
-        target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
-        if rate is None and target_tokens is None:
-            raise ValueError("give rate or target_tokens (or both)")
+        rate, target_tokens = check_target(rate, target_tokens)
         if instruction is not None and not isinstance(instruction, str):
             raise TypeError(f"instruction must be str or None, got {instruction!r} ({type(instruction).__name__})")
         self.rate = rate

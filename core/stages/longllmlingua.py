@@ -41,7 +41,7 @@ from ..runtime.causal_lm import (
     unit_counts,
     unit_scores,
 )
-from ..runtime.validation import check_int, check_number, check_rate
+from ..runtime.validation import check_number, check_target
 from ..text.tokens import TokenCounter, get_counter
 
 __all__ = ["LongLLMLinguaCompressor"]
@@ -85,10 +85,7 @@ class LongLLMLinguaCompressor(BaseStage):
         counter: Any = None,
         **scorer_options: Any,
     ) -> None:
-        rate = check_rate("rate", rate, allow_none=True)
-        target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
-        if rate is None and target_tokens is None:
-            raise ValueError("give rate or target_tokens (or both)")
+        rate, target_tokens = check_target(rate, target_tokens)
         if not isinstance(question_template, str):
             raise TypeError(f"question_template must be a str containing '{{question}}', "
                             f"got {question_template!r} ({type(question_template).__name__})")

@@ -23,7 +23,7 @@ from ..runtime.causal_lm import (
     unit_counts,
     unit_scores,
 )
-from ..runtime.validation import check_choice, check_int, check_rate
+from ..runtime.validation import check_choice, check_int, check_target
 from ..text.segment import Span
 from ..text.tokens import TokenCounter, WordCounter, get_counter
 
@@ -97,10 +97,7 @@ class SelectiveContextCompressor(BaseStage):
         **scorer_options: Any,
     ) -> None:
         self.level = check_choice("level", level, _LEVELS)
-        rate = check_rate("rate", rate, allow_none=True)
-        target_tokens = check_int("target_tokens", target_tokens, min=0, allow_none=True)
-        if rate is None and target_tokens is None:
-            raise ValueError("give rate or target_tokens (or both)")
+        rate, target_tokens = check_target(rate, target_tokens)
         self.rate = rate
         self.target_tokens = target_tokens
         self.max_phrase_words = check_int("max_phrase_words", max_phrase_words, min=1)
