@@ -166,7 +166,7 @@ def _longest_prefix(passage: Passage, units: list[tuple[int, int]], max_tokens: 
             k -= 1  # never end inside an HTML tag, a table row or a code block
         if k == 0:
             return None
-        cand = passage.with_spans(units[:k])
+        cand = passage.keep_units(units[:k])
         n = counter.count(cand.text)
         if n <= max_tokens:
             return cand

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .runtime.validation import check_choice, check_int
 from .text.offsets import OffsetMap
 from .text.segment import Span, merge_spans, render_spans, sentence_spans, word_spans
+from .text.units import STRUCTURES, Layout, intersect_spans, layout_of
 
 __all__ = [
     "Passage",
@@ -42,6 +43,9 @@ class Passage:
         scores: ``(stage name, score)`` for every stage that scored this passage.
         tokens_before: tokens of ``original`` in the pipeline's token counter.
         tokens_after: tokens of ``text`` in the pipeline's token counter.
+        structure: how ``original`` is read into units: ``"auto"`` (detected from the
+            text), ``"prose"``, ``"markdown"``, ``"json"`` or ``"html"`` (see
+            :mod:`ragprune.text.units`).
     """
 
     text: str
@@ -54,6 +58,7 @@ class Passage:
     scores: tuple[tuple[str, float], ...] = ()
     tokens_before: int | None = None
     tokens_after: int | None = None
+    structure: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -74,6 +79,8 @@ class Passage:
             object.__setattr__(self, "original_score", float(self.score))
         if self.score is not None:
             object.__setattr__(self, "score", float(self.score))
+        if self.structure != "auto":
+            check_choice("Passage structure", self.structure, STRUCTURES)
 
     @classmethod
     def from_text(
@@ -83,9 +90,11 @@ class Passage:
         *,
         score: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        structure: str = "auto",
     ) -> Passage:
         """A fresh, uncompressed passage."""
-        return cls(text=text, index=index, score=score, metadata={} if metadata is None else metadata)
+        return cls(text=text, index=index, score=score, metadata={} if metadata is None else metadata,
+                   structure=structure)
 
     @property
     def is_blank(self) -> bool:
@@ -110,21 +119,61 @@ class Passage:
         assert self.original is not None
         return [self.original[a:b] for a, b in self.spans or ()]
 
-    def units(self, level: str = "sentence") -> list[Span]:
-        """Sentence or word spans of the kept text, in ``original`` coordinates.
+    def layout(self) -> Layout:
+        """The units of ``original`` and what keeping each requires (see :mod:`ragprune.text.units`)."""
+        assert self.original is not None
+        try:
+            return layout_of(self.original, self.structure)
+        except ValueError as e:
+            raise ValueError(f"passage {self.index}: {e}") from None
 
-        Each kept span is segmented on its own, so units never cross a gap.
-        Units that are whitespace only are left out.  Stages select among
-        these and call :meth:`with_spans`.
+    def units(self, level: str = "sentence") -> list[Span]:
+        """The units of the kept text, in ``original`` coordinates, that stages keep or drop.
+
+        ``"sentence"`` (or ``"unit"``): sentences of prose; for markdown, JSON and HTML
+        the units of their structure (rows, items, leaves, blocks, and the sentences
+        inside them).  ``"word"``: words, and for structured text only words inside units
+        (never inside a tag, a key or a bracket).  Units never cross a gap in the kept
+        spans and whitespace-only units are left out.  Stages select among these and call
+        :meth:`keep_units`.
         """
-        check_choice("level", level, ("sentence", "word"))
-        segment = sentence_spans if level == "sentence" else word_spans
+        check_choice("level", level, ("sentence", "unit", "word"))
+        layout = self.layout()
+        if layout.structure == "prose":
+            return self._segmented(sentence_spans if level != "word" else word_spans, self.spans or ())
+        clipped = intersect_spans(layout.units, self.spans or ())
+        if level == "word":
+            return self._segmented(word_spans, clipped)
+        assert self.original is not None
+        return [(a, b) for a, b in clipped if self.original[a:b].strip()]
+
+    def _segmented(self, segment: Callable[[str], list[Span]], spans: Sequence[Span]) -> list[Span]:
         assert self.original is not None
         out: list[Span] = []
-        for a, b in self.spans or ():
+        for a, b in spans:
             for x, y in segment(self.original[a:b]):
                 if self.original[a + x : a + y].strip():
                     out.append((a + x, a + y))
+        return out
+
+    def keep_units(self, units: Iterable[Span]) -> Passage:
+        """A copy keeping ``units`` (from :meth:`units`) and what their structure requires.
+
+        For prose this is :meth:`with_spans`.  For markdown, JSON and HTML the kept text
+        also holds what makes it parse: a table row's header and separator, the fences
+        of a code line, a JSON leaf's keys, brackets and commas up to the root, an HTML
+        unit's ancestors' tags.  Pruned JSON is the input with members removed.
+        """
+        chosen = list(units)
+        layout = self.layout()
+        if layout.structure == "prose" or not chosen:
+            return self.with_spans(chosen)
+        kept = intersect_spans(merge_spans(layout.closure(chosen)), self.spans or ())
+        out = self.with_spans(kept)
+        if layout.structure == "json" and not _parses(out.text):
+            # a word cut inside a string split an escape: keep the whole units instead
+            whole = [layout.units[k] for k in {layout.unit_of(s) for s in chosen} if k is not None]
+            out = self.with_spans(intersect_spans(merge_spans(layout.closure(whole)), self.spans or ()))
         return out
 
     def with_spans(self, spans: Iterable[Span]) -> Passage:
@@ -176,6 +225,16 @@ class Passage:
                 raise ValueError("Passage.replace would break text == render_spans(original, spans); "
                                  "change what is kept with with_spans()")
         return new
+
+
+def _parses(text: str) -> bool:
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

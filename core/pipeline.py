@@ -20,7 +20,9 @@ from .passage import (
     check_query,
     to_passages,
 )
+from .runtime.validation import check_choice
 from .text.tokens import TokenCounter, get_counter
+from .text.units import STRUCTURES
 
 __all__ = ["Pipeline", "PipelineResult", "CompressionStats", "StageTiming"]
 
@@ -104,12 +106,16 @@ class Pipeline(BaseStage):
             (see :func:`ragprune.get_counter`; default: words).
         limits: how much input one call accepts (:class:`InputLimits`: characters per
             passage, passages per call, query length; an error or truncation).
+        structure: how passages are read into units when they do not say
+            (``Passage.structure == "auto"``): ``"auto"`` detects JSON, HTML, markdown
+            or prose from each text; ``"prose"``, ``"markdown"``, ``"json"`` or
+            ``"html"`` reads every such passage that way (see :mod:`ragprune.text.units`).
     """
 
     name = "pipeline"
 
     def __init__(self, stages: Sequence[Stage] = (), budget: Budget | None = None,
-                 counter: Any = None, limits: InputLimits = DEFAULT_LIMITS) -> None:
+                 counter: Any = None, limits: InputLimits = DEFAULT_LIMITS, structure: str = "auto") -> None:
         for i, s in enumerate(stages):
             if not callable(getattr(s, "apply", None)):
                 raise TypeError(f"stages[{i}] ({type(s).__name__}) has no apply(query, passages) method")
@@ -121,6 +127,7 @@ class Pipeline(BaseStage):
         if not isinstance(limits, InputLimits):
             raise TypeError(f"limits must be an InputLimits, got {type(limits).__name__}")
         self.limits = limits
+        self.structure = check_choice("structure", structure, STRUCTURES)
 
     @property
     def requires_query(self) -> bool:  # type: ignore[override]
@@ -135,13 +142,16 @@ class Pipeline(BaseStage):
 
         return {"class": "ragprune.pipeline:Pipeline", "stages": [_stage_config(s) for s in self.stages],
                 "budget": None if self.budget is None else dataclasses.asdict(self.budget),
-                "counter": counter_config(self.counter), "limits": dataclasses.asdict(self.limits)}
+                "counter": counter_config(self.counter), "limits": dataclasses.asdict(self.limits),
+                "structure": self.structure}
 
     def run(self, query: str | None, passages: Sequence[Passage | str]) -> PipelineResult:
         """Run every stage and the budget; return kept passages, drops and totals."""
         t0 = time.perf_counter()
         q = check_query(query, required=self.requires_query, stage="Pipeline", limits=self.limits)
         items = to_passages(passages, limits=self.limits)
+        if self.structure != "auto":
+            items = [p if p.structure != "auto" else dataclasses.replace(p, structure=self.structure) for p in items]
         before = self.counter.count_many([p.original or "" for p in items])
         before_by_index = {p.index: n for p, n in zip(items, before, strict=True)}
         current = items

@@ -136,7 +136,8 @@ def from_config(data: Any) -> Any:
 
         limits = InputLimits(**data["limits"]) if data.get("limits") else InputLimits()
         return Pipeline([from_config(s) for s in data.get("stages", [])],
-                        None if budget is None else Budget(**budget), data.get("counter"), limits)
+                        None if budget is None else Budget(**budget), data.get("counter"), limits,
+                        data.get("structure", "auto"))
     if not (isinstance(cls, type) and issubclass(cls, BaseStage)):
         raise ValueError(f"{data['class']!r} is not a ragprune stage")
     return cls(*_unplain(data.get("args", [])), **_unplain(data.get("kwargs", {})))

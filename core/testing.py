@@ -11,7 +11,7 @@ from .passage import BaseStage, Dropped, Passage, StageOutput
 from .runtime.validation import check_int, check_number, check_rate
 from .text.segment import word_spans
 
-__all__ = ["LexicalReranker", "FakeCompressor"]
+__all__ = ["LexicalReranker", "LexicalPruner", "FakeCompressor"]
 
 
 def _terms(text: str) -> set[str]:
@@ -70,6 +70,34 @@ class FakeCompressor(BaseStage):
             if not words:
                 out.append(p)
                 continue
-            out.append(p.with_spans(words[: math.ceil(self.rate * len(words))]))
+            out.append(p.keep_units(words[: math.ceil(self.rate * len(words))]))
         return StageOutput(tuple(out))
+
+
+class LexicalPruner(BaseStage):
+    """Keeps the units (:meth:`Passage.units`) that share at least ``min_terms`` terms with
+    the query; a passage with no such unit is dropped.  Structure-aware like every pruner."""
+
+    name = "lexical-pruner"
+    requires_query = True
+
+    def __init__(self, *, min_terms: int = 1) -> None:
+        self.min_terms = check_int("min_terms", min_terms, min=1)
+
+    def __repr__(self) -> str:
+        return f"LexicalPruner(min_terms={self.min_terms})"
+
+    def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
+        q = _terms(query or "")
+        kept: list[Passage] = []
+        dropped: list[Dropped] = []
+        for p in passages:
+            assert p.original is not None
+            units = p.units("unit")
+            hits = [u for u in units if len(q & _terms(p.original[u[0] : u[1]])) >= self.min_terms]
+            if not hits:
+                dropped.append(self._drop(p, f"no unit shares {self.min_terms} term(s) with the query"))
+            else:
+                kept.append(p.keep_units(hits) if len(hits) < len(units) else p)
+        return StageOutput(tuple(kept), tuple(dropped))
 

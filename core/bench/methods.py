@@ -160,7 +160,7 @@ def _select_sentences(s: SentenceScores, passages: list[Passage], threshold: flo
         elif keep.all():
             out.append(_whole(p))
         else:
-            out.append(_whole(p.with_spans([u for u, k in zip(units, keep.tolist(), strict=True) if k])))
+            out.append(_whole(p.keep_units([u for u, k in zip(units, keep.tolist(), strict=True) if k])))
     return out
 
 
@@ -394,7 +394,7 @@ class QueryTokenCompressorMethod(_ModelStageMethod):
                 out.append(_whole(p))
                 continue
             chosen = [w for w, pr in zip(words, probs, strict=True) if pr >= point]
-            out.append(tuple(p.with_spans(chosen).spans or ()) if chosen else None)
+            out.append(tuple(p.keep_units(chosen).spans or ()) if chosen else None)
         return out
 
 

@@ -592,7 +592,7 @@ def select_units(
 
     def build(k: int) -> Passage:
         chosen = np.sort(order[:k])
-        return passage.with_spans([arr[j] for j in chosen])
+        return passage.keep_units([arr[j] for j in chosen])
 
     best = build(k)
     if counter.count(best.text) <= target:

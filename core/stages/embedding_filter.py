@@ -302,7 +302,7 @@ class EmbeddingFilter(BaseStage):
                 continue
             score = float(max(sims[k] for k in chosen))
             if len(chosen) < len(ks):
-                p = p.with_spans([s for s in (items[k].span for k in chosen) if s is not None])
+                p = p.keep_units([s for s in (items[k].span for k in chosen) if s is not None])
             out.append(p.with_score(self.name, score))
         return StageOutput(tuple(out), tuple(dropped))
 

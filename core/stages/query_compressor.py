@@ -151,7 +151,7 @@ class QueryTokenCompressor(BaseStage):
         cand = np.arange(len(words)) if self.threshold is None else np.flatnonzero(probs >= self.threshold)
         chosen = [words[j] for j in cand]
         if share is None:
-            return p.with_spans(chosen) if len(chosen) < len(words) else p
+            return p.keep_units(chosen) if len(chosen) < len(words) else p
         counts = unit_counts(p, chosen, self.counter, words=True)
         if int(counts.sum()) <= share and len(chosen) == len(words):
             return p

@@ -189,7 +189,7 @@ class SentenceSelector(BaseStage):
             if (w == 0).all():
                 kept.append(p)
             elif (w == 0).any():
-                kept.append(p.with_spans([s for s, flag in zip(u, w == 0, strict=True) if flag]))
+                kept.append(p.keep_units([s for s, flag in zip(u, w == 0, strict=True) if flag]))
             else:
                 dropped.append(self._drop(p, self._reason(int(w.max()), float(scores[owner == j].max()))))
         return StageOutput(tuple(kept), tuple(dropped))

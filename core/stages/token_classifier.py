@@ -631,7 +631,7 @@ class TokenClassifierCompressor(TokenizerLock, BaseStage):
         span_list = list(zip(spans[:, 0].tolist(), spans[:, 1].tolist(), strict=True))
         if self._force_space:
             span_list.extend(self._space_spans(w, codes))
-        out = p.with_spans(span_list)
+        out = p.keep_units(span_list)
         mean = float(probs.mean())
         if p.score is None:
             return out.with_score(self.name, mean)

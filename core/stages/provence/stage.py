@@ -261,7 +261,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
             if self.always_keep_first:
                 keep[0] = True
             if not keep.all():
-                p = p.with_spans([u for u, flag in zip(units, keep, strict=True) if flag])
+                p = p.keep_units([u for u, flag in zip(units, keep, strict=True) if flag])
             kept.append((float(ranks[k]), i, p))
         by_score = sorted(kept, key=lambda t: (-t[0], t[1]))
         if self.top_n is not None:

@@ -1,0 +1,162 @@
+"""Units a stage keeps or drops, following the structure of the text.
+
+A passage's *units* are what pruning stages score and select: sentences for prose;
+for markdown, headings, paragraph sentences, list items, table rows and code lines;
+for JSON, leaves (and the sentences of long strings) addressed by their path; for HTML,
+the sentences of block elements and whole table rows.  Every unit is a character span
+of the text, and units never overlap.
+
+Keeping a unit may require other text, so that what is kept still parses:
+
+* markdown: a table row needs its table's header row and separator line; a code line
+  needs the opening and closing fences;
+* JSON: a leaf needs the keys and brackets of its ancestors, and the commas between
+  kept members (never a dangling one); short scalar members of an object (a title, a
+  url, an id) come along with any long text of the same object;
+* HTML: a unit needs the start and end tags of its ancestors (and the doctype); a
+  table row needs the table's header row.  Scripts, styles, templates, navigation,
+  asides and footers are never units, so they are dropped first.
+
+:meth:`Layout.closure` turns the units a stage chose into the character spans to keep.
+The result is always made of slices of the original text, so pruned JSON is the input
+with whole members removed and still parses, and pruned HTML keeps every ancestor's
+start and end tags.  :func:`layout_of` finds the format (``structure="auto"``) or takes
+the one given; layouts are cached per text.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..runtime.validation import check_choice
+from .segment import Span, merge_spans, sentence_spans
+
+__all__ = ["STRUCTURES", "Layout", "detect_structure", "layout_of", "intersect_spans"]
+
+STRUCTURES = ("auto", "prose", "markdown", "json", "html")
+"""What ``structure=`` accepts: ``"auto"`` detects the format from the text."""
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """The units of one text and what keeping each of them requires.
+
+    Attributes:
+        structure: ``"prose"``, ``"markdown"``, ``"json"`` or ``"html"``.
+        units: the selectable units, sorted, non-overlapping character spans.
+        requires: for each unit, the spans that must be kept with it.
+    """
+
+    structure: str
+    units: tuple[Span, ...]
+    requires: tuple[tuple[Span, ...], ...] = ()
+    _close: Callable[[Sequence[int], Sequence[Span]], list[Span]] | None = field(default=None, repr=False)
+
+    def unit_of(self, span: Span) -> int | None:
+        """The index of the unit that contains ``span`` (``None`` when no unit does)."""
+        k = bisect.bisect_right(self.units, (span[0], float("inf"))) - 1
+        if k >= 0 and self.units[k][0] <= span[0] and span[1] <= self.units[k][1]:
+            return k
+        return None
+
+    def closure(self, kept: Iterable[Span]) -> list[Span]:
+        """The spans to keep for the kept (pieces of) units: the pieces plus what their units require.
+
+        A piece that lies in no unit is kept as is (prose).
+        """
+        pieces = sorted(kept)
+        ids = sorted({k for k in (self.unit_of(s) for s in pieces) if k is not None})
+        if self._close is not None:
+            return self._close(ids, pieces)
+        out = list(pieces)
+        for k in ids:
+            if self.requires:
+                out.extend(self.requires[k])
+        return list(merge_spans(out))
+
+
+def intersect_spans(spans: Sequence[Span], within: Sequence[Span]) -> list[Span]:
+    """The parts of ``spans`` (sorted, merged) that lie inside ``within`` (sorted, merged)."""
+    out: list[Span] = []
+    j = 0
+    for a, b in spans:
+        while j < len(within) and within[j][1] <= a:
+            j += 1
+        k = j
+        while k < len(within) and within[k][0] < b:
+            lo, hi = max(a, within[k][0]), min(b, within[k][1])
+            if hi > lo:
+                out.append((lo, hi))
+            k += 1
+    return out
+
+
+_MARKDOWN_HINT = re.compile(r"^ {0,3}(?:#{1,6}\s|[-*+]\s|\d{1,9}[.)]\s|>|```|~~~|\|)|^ {0,3}[-=]{3,}\s*$|^ {4}\S",
+                            re.M)
+_HTML_HINT = re.compile(r"<(?:!doctype|html|head|body|div|p|ul|ol|li|table|tr|h[1-6]|section|article|main|"
+                        r"nav|header|footer|span|a|br|pre|blockquote|dl|title)\b[^<>]*>", re.I)
+
+
+def detect_structure(text: str) -> str:
+    """``"json"``, ``"html"``, ``"markdown"`` or ``"prose"``, from the text alone.
+
+    JSON: an object or array that parses.  HTML: text that starts with a tag and holds
+    at least one HTML element.  Markdown: a CommonMark parse that finds a heading, a
+    list, a table, a quote or a code block.  Anything else is prose.
+    """
+    head = text.lstrip()[:1]
+    if head in ("{", "[") and text.rstrip()[-1:] in ("}", "]"):
+        try:
+            json.loads(text)
+            return "json"
+        except (ValueError, RecursionError):
+            pass
+    if head == "<" and _HTML_HINT.search(text):
+        return "html"
+    if _MARKDOWN_HINT.search(text):
+        from .markdown_units import has_structure
+
+        if has_structure(text):
+            return "markdown"
+    return "prose"
+
+
+def _prose(text: str) -> Layout:
+    return Layout("prose", tuple(sentence_spans(text)))
+
+
+def _build(text: str, structure: str) -> Layout:
+    if structure == "json":
+        from .json_units import json_layout
+
+        return json_layout(text)
+    if structure == "markdown":
+        from .markdown_units import markdown_layout
+
+        return markdown_layout(text)
+    if structure == "html":
+        from .html_units import html_layout
+
+        return html_layout(text)
+    return _prose(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached(text: str, structure: str) -> Layout:
+    if structure == "auto":
+        structure = detect_structure(text)
+    return _build(text, structure)
+
+
+def layout_of(text: str, structure: str = "auto") -> Layout:
+    """The :class:`Layout` of ``text`` read as ``structure`` (``"auto"``: detected).
+
+    ``ValueError`` when ``text`` is not valid JSON and ``structure="json"`` was asked for.
+    """
+    check_choice("structure", structure, STRUCTURES)
+    return _cached(text, structure)
