@@ -335,3 +335,27 @@ def test_pipeline_structure_option_and_config_round_trip() -> None:
     assert from_config(pipe.config()).structure == "prose"
     with pytest.raises(ValueError, match="structure"):
         Pipeline([], structure="xml")
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def test_records_of_each_format() -> None:
+    results = json.dumps({"results": SEARCH}, indent=1)
+    assert [json.loads(results[a:b])["title"] for a, b in layout_of(results).records] == ["Louvre", "Everest"]
+    md = "# A\n\ntext one.\n\n## B\n\n- x\n- y\n"
+    assert [md[a:b] for a, b in layout_of(md).records] == ["# A\n\ntext one.\n\n", "## B\n\n- x\n- y\n"]
+    page = ("<html><head><title>t</title></head><body><nav>n</nav><main><h2>A</h2><p>a.</p><p>c.</p>"
+            "<h2>B</h2><p>b.</p></main></body></html>")
+    assert [page[a:b] for a, b in layout_of(page).records] == ["<h2>A</h2><p>a.</p><p>c.</p>", "<h2>B</h2><p>b.</p>"]
+    assert layout_of("Just prose. Two sentences.").records == ()
+
+
+def test_default_pruner_reads_search_results_one_by_one() -> None:
+    import ragprune
+
+    text = json.dumps(SEARCH, indent=1)
+    out = ragprune.default_pipeline().run("Which museum houses the Mona Lisa?", [text]).passages[0]
+    pruned = json.loads(out.text)
+    assert [r["title"] for r in pruned] == ["Louvre"]  # the unrelated result is gone, the answer stays
+    assert "Mona Lisa" in pruned[0]["snippet"]

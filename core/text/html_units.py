@@ -31,6 +31,7 @@ VOID = frozenset("area base br col embed hr img input link meta param source tra
 BLOCK = frozenset("""address article aside blockquote body caption center dd details dialog dir div dl dt
     fieldset figcaption figure footer form h1 h2 h3 h4 h5 h6 head header hgroup hr html legend li main menu
     nav ol p pre section summary table tbody td tfoot th thead title tr ul""".split())
+_HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 BOILERPLATE = frozenset("script style noscript template nav aside footer form iframe svg canvas object".split())
 """Elements whose content is never a unit (and so is dropped by any pruning)."""
 _CLOSES_P = BLOCK - frozenset({"html", "body", "head", "title", "td", "th", "tr", "tbody", "thead", "tfoot",
@@ -240,6 +241,24 @@ def _rows(table: _El) -> list[_El]:
     return out
 
 
+def _records(root: _El) -> tuple[Span, ...]:
+    """The block children of the body (or of the first element down from it with several)."""
+    node = root
+    while True:
+        blocks = [c for c in node.children if c.tag in BLOCK and c.tag not in BOILERPLATE and c.tag != "head"]
+        if len(blocks) != 1:
+            break
+        node = blocks[0]
+    if len(blocks) < 2:
+        return ()
+    heads = [k for k, c in enumerate(blocks) if c.tag in _HEADINGS]
+    if not heads:
+        return tuple((c.start, c.end) for c in blocks)
+    starts = sorted({0, *heads})  # a heading and the blocks up to the next one: one section
+    ends = [*starts[1:], len(blocks)]
+    return tuple((blocks[a].start, blocks[b - 1].end) for a, b in zip(starts, ends, strict=True))
+
+
 def html_layout(text: str) -> Layout:
     """The :class:`~ragprune.text.units.Layout` of an HTML text (a page or a fragment)."""
     builder = _TreeBuilder(text)
@@ -248,4 +267,5 @@ def html_layout(text: str) -> Layout:
     units = _Units(text, builder)
     units.element(root)
     order = sorted(range(len(units.units)), key=lambda k: units.units[k])
-    return Layout("html", tuple(units.units[k] for k in order), tuple(units.requires[k] for k in order))
+    return Layout("html", tuple(units.units[k] for k in order), tuple(units.requires[k] for k in order),
+                  _records(root))

@@ -211,7 +211,17 @@ def json_layout(text: str) -> Layout:
         return Layout("json", ((0, len(text)),))
     units, owner = _units(text, parser.leaves)
     laid = _JsonLayout(text, root, parser.leaves, owner, _attached(root))
-    return Layout("json", tuple(units), _close=laid.close)
+    return Layout("json", tuple(units), records=_records(root), _close=laid.close)
+
+
+def _records(root: _Node) -> tuple[Span, ...]:
+    """The members of the first container, from the root down through single members, with several."""
+    node = root
+    while len(node.members) == 1 and node.members[0][1].members:
+        node = node.members[0][1]
+    if len(node.members) < 2:
+        return ()
+    return tuple((start, child.end) for start, child in node.members)
 
 
 def json_path_of(text: str, span: Span) -> tuple[str | int, ...] | None:

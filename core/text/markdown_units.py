@@ -16,6 +16,7 @@ pruning drops them.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -112,11 +113,22 @@ class _Builder:
                 self.add(self.span(line, line + 1), gap)
 
 
+def _records(b: _Builder, tokens: list[Any]) -> tuple[Span, ...]:
+    """Sections (a heading to the next one) when there are headings, else top-level blocks."""
+    tops = [t.map[0] for t in tokens if t.level == 0 and t.nesting >= 0 and t.map is not None and t.type != "hr"]
+    heads = [t.map[0] for t in tokens if t.type == "heading_open" and t.level == 0 and t.map is not None]
+    starts = sorted({0, *heads}) if heads else sorted(set(tops))
+    bounds = [*starts, len(b.lines) - 1]
+    out = [b.span(s, e) for s, e in itertools.pairwise(bounds) if e > s]
+    return tuple(s for s in out if b.text[s[0] : s[1]].strip()) if len(out) > 1 else ()
+
+
 def markdown_layout(text: str) -> Layout:
     """The :class:`~ragprune.text.units.Layout` of a markdown text."""
     b = _Builder(text)
     in_head = False
-    for tok in _tokens(text):
+    tokens = _tokens(text)
+    for tok in tokens:
         if tok.type in ("thead_open", "thead_close"):
             in_head = tok.type == "thead_open"
         elif tok.map is not None:
@@ -125,4 +137,4 @@ def markdown_layout(text: str) -> Layout:
     units = [b.units[k] for k in order]
     if units and not text[units[-1][1] :].strip():
         units[-1] = (units[-1][0], len(text))
-    return Layout("markdown", tuple(units), tuple(b.requires[k] for k in order))
+    return Layout("markdown", tuple(units), tuple(b.requires[k] for k in order), _records(b, tokens))

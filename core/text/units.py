@@ -50,11 +50,19 @@ class Layout:
         structure: ``"prose"``, ``"markdown"``, ``"json"`` or ``"html"``.
         units: the selectable units, sorted, non-overlapping character spans.
         requires: for each unit, the spans that must be kept with it.
+        records: the document's records, for models that read one record at a time:
+            the items of a JSON array of results (or of the first container with several
+            members), the sections of a markdown document (its top-level blocks when it
+            has no headings), the top-level blocks of an HTML page's body.  Empty for
+            prose.  A model that reads a whole search-result list at once sees every
+            result next to the relevant one; reading record by record scores each as a
+            passage of its own.
     """
 
     structure: str
     units: tuple[Span, ...]
     requires: tuple[tuple[Span, ...], ...] = ()
+    records: tuple[Span, ...] = ()
     _close: Callable[[Sequence[int], Sequence[Span]], list[Span]] | None = field(default=None, repr=False)
 
     def unit_of(self, span: Span) -> int | None:

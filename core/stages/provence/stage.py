@@ -18,6 +18,7 @@ from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
 from ...runtime.locks import TokenizerLock
 from ...runtime.validation import check_int, check_number, renamed
 from ...text.tokens import TokenCounter, get_counter
+from ...text.units import intersect_spans
 from .model import PrunerModel
 from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance
 
@@ -157,11 +158,16 @@ class ProvencePruner(TokenizerLock, BaseStage):
         offs = [np.asarray(x, dtype=np.int64).reshape(-1, 2) for x in enc["offset_mapping"]]
         return ids, offs
 
-    def score(self, query: str, texts: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    def score(self, query: str, texts: Sequence[str], records: Sequence[Sequence[tuple[int, int]]] | None = None,
+              ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """Per-token keep probabilities, token offsets (in each text) and ranking logits.
 
         All windows of all texts are sorted by length and go through the model
-        in batches of similar lengths (see :meth:`batches`).
+        in batches of similar lengths (see :meth:`batches`).  ``records[j]``, when
+        not empty, are character spans of ``texts[j]`` read one at a time (the results
+        of a JSON list, the sections of a page): each gets its own windows, so the
+        model scores every record as a passage of its own; tokens outside every
+        record score 0.
         """
         if not texts:
             return [], [], np.zeros(0, dtype=np.float64)
@@ -177,7 +183,9 @@ class ProvencePruner(TokenizerLock, BaseStage):
         overlap = room // 4 if self.stride is None else min(self.stride, room // 2)
         windows: list[_Window] = []
         for j, ids in enumerate(p_ids):
-            windows.extend(_Window(j, s, min(s + room, len(ids))) for s in _window_starts(len(ids), room, overlap))
+            for lo, hi in _token_ranges(p_offsets[j], len(ids), records[j] if records else ()):
+                windows.extend(_Window(j, lo + s, min(lo + s + room, hi))
+                               for s in _window_starts(hi - lo, room, overlap))
         lengths = [n_special + len(q_ids) + w.end - w.start for w in windows]
         batches = self.batches(lengths)
         with self._stats_lock:
@@ -245,7 +253,8 @@ class ProvencePruner(TokenizerLock, BaseStage):
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         assert query is not None
         work = [i for i, p in enumerate(passages) if not p.is_blank]
-        token_probs, offsets, ranks = self.score(query, [passages[i].text for i in work])
+        records = [_records_in_text(passages[i]) for i in work]
+        token_probs, offsets, ranks = self.score(query, [passages[i].text for i in work], records)
         kept: list[tuple[float, int, Passage]] = []
         dropped: list[Dropped] = []
         for k, i in enumerate(work):
@@ -279,6 +288,28 @@ class ProvencePruner(TokenizerLock, BaseStage):
             ordered = list(fitted.passages)
             dropped.extend(fitted.dropped)
         return StageOutput(tuple(ordered), tuple(dropped))
+
+
+def _records_in_text(p: Passage) -> list[tuple[int, int]]:
+    """The passage's records (see :class:`ragprune.text.units.Layout`) in ``p.text`` coordinates."""
+    records = p.layout().records
+    if not records:
+        return []
+    kept = intersect_spans(records, p.spans or ())
+    return [(int(a), int(b)) for a, b in p.offset_map().to_text(kept)] if kept else []
+
+
+def _token_ranges(offsets: np.ndarray, n: int, records: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Token ranges ``[lo, hi)`` of the records (whole text when there are none)."""
+    if not records or n == 0:
+        return [(0, n)]
+    starts = offsets[:, 0]
+    out = []
+    for a, b in records:
+        lo, hi = int(np.searchsorted(starts, a, "left")), int(np.searchsorted(starts, b, "left"))
+        if hi > lo:
+            out.append((lo, hi))
+    return out or [(0, n)]
 
 
 def _positions(config: Any) -> int | None:
