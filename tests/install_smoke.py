@@ -94,6 +94,18 @@ def check_llamaindex() -> None:
     assert out and out[0].node.node_id == "n0"
 
 
+def check_agents() -> None:
+    import json
+
+    import ragprune
+    from ragprune.integrations.agents import RagpruneMiddleware, ToolOutputPruner
+
+    assert RagpruneMiddleware(ragprune.default_pipeline()).name
+    output = json.dumps([{"title": f"t{i}", "snippet": t} for i, t in enumerate(PASSAGES)])
+    out = ToolOutputPruner(ragprune.default_pipeline(), min_tokens=0).prune(output, QUESTION)
+    assert json.loads(out.text) and out.record["tokens_before"] > 0, out.record
+
+
 def main(name: str) -> None:
     block_sockets()
     check_core()
@@ -116,6 +128,11 @@ def main(name: str) -> None:
         check_llamaindex()
     else:
         expect_import_error(lambda: importlib.import_module("ragprune.integrations.llamaindex"), "llamaindex")
+    if name == "all":
+        check_agents()
+    elif name != "core":
+        agents = importlib.import_module("ragprune.integrations.agents")
+        expect_import_error(lambda: agents.RagpruneMiddleware, "agents")
     print(f"{name}: ok")
 
 

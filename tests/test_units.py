@@ -143,8 +143,9 @@ def test_search_results_keep_their_title_and_url_with_a_kept_sentence() -> None:
 def test_units_are_addressed_by_path() -> None:
     text = json.dumps(SEARCH)
     units = Passage.from_text(text, 0).units()
-    paths = {json_path_of(text, u) for u in units}
-    assert (1, "snippet") in paths and (0, "title") in paths
+    assert {json_path_of(text, u) for u in units} == {(0, "snippet"), (1, "snippet")}  # fields come along
+    data = '{"a": [1, {"b": "x"}], "c": null}'
+    assert [json_path_of(data, u) for u in Passage.from_text(data, 0).units()] == [("a", 0), ("a", 1, "b"), ("c",)]
 
 
 def test_forced_json_on_text_that_is_not_json_names_the_passage() -> None:

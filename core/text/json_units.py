@@ -1,19 +1,20 @@
-"""JSON units: leaves addressed by their path, long strings by their sentences.
+"""JSON units: leaves addressed by their path, text strings by their sentences.
 
 The text is parsed once with the standard ``json`` module (its string scanner and
 ``raw_decode`` read every token; this module only follows the brackets), keeping the
 character extent of every value, key and separator.  Units are:
 
-* a whole leaf (a number, ``true``/``false``/``null``, a short string, an empty
-  object or array);
-* each sentence of a long string (over :data:`LONG_STRING` characters), so that a
-  search result's snippet is pruned like prose.
+* each sentence of a text string (one of at least :data:`TEXT_WORDS` words), so that a
+  search result's snippet is pruned like prose;
+* a whole leaf otherwise (a number, ``true``/``false``/``null``, a short string, an
+  empty object or array), except the *fields* of an object that holds text: its other
+  scalar members (a title, a url, an id) are no units of their own but come along with
+  any kept sentence of that object, so a kept snippet keeps its source.
 
 Keeping units keeps, for every kept leaf, its key and the brackets and keys of all its
 ancestors, with one original comma between two kept members of the same container.
-Short scalar members of an object (its title, url, id...) are kept with any kept text of
-a long string of the same object.  The result is the input with members (and sentences
-inside long strings) removed, so it parses as JSON.
+The result is the input with members (and sentences inside text strings) removed, so it
+parses as JSON.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from dataclasses import dataclass, field
 from .segment import Span, merge_spans, sentence_spans
 from .units import Layout
 
-__all__ = ["LONG_STRING", "json_layout", "json_path_of"]
+__all__ = ["TEXT_WORDS", "json_layout", "json_path_of"]
 
-LONG_STRING = 100
-"""A string leaf longer than this (in characters of the raw text) is split into sentences."""
+TEXT_WORDS = 5
+"""A string of at least this many space-separated words is text, split into sentences."""
 
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -45,7 +46,7 @@ class _Node:
     leaf: int = -1  # leaf number, -1 for a non-empty container
     first: int = 0  # leaves first..last-1 lie under this node
     last: int = 0
-    long: bool = False  # a long string, split into sentence units
+    long: bool = False  # a text string, split into sentence units
 
 
 class _Parser:
@@ -65,7 +66,7 @@ class _Parser:
             return self.container(i, path)
         if c == '"':
             _, end = json.decoder.scanstring(self.s, i + 1)  # type: ignore[attr-defined]
-            node = _Node(i, end, path, long=end - i - 2 > LONG_STRING)
+            node = _Node(i, end, path, long=self.s.count(" ", i, end) >= TEXT_WORDS - 1)
         else:
             _, end = _DECODER.raw_decode(self.s, i)
             node = _Node(i, end, path)
@@ -160,10 +161,12 @@ def _any_in(sorted_ids: list[int], first: int, last: int) -> bool:
     return k < len(sorted_ids) and sorted_ids[k] < last
 
 
-def _units(text: str, leaves: list[_Node]) -> tuple[list[Span], list[int]]:
+def _units(text: str, leaves: list[_Node], fields: set[int]) -> tuple[list[Span], list[int]]:
     units: list[Span] = []
     owner: list[int] = []
     for leaf in leaves:
+        if leaf.leaf in fields:
+            continue
         if not leaf.long:
             units.append((leaf.start, leaf.end))
             owner.append(leaf.leaf)
@@ -177,7 +180,7 @@ def _units(text: str, leaves: list[_Node]) -> tuple[list[Span], list[int]]:
 
 
 def _attached(root: _Node) -> dict[int, list[int]]:
-    """For each long string leaf: the short scalar members of the same object."""
+    """For each text leaf: the other scalar members (fields) of the same object."""
     out: dict[int, list[int]] = {}
     stack = [root]
     while stack:
@@ -209,8 +212,9 @@ def json_layout(text: str) -> Layout:
         root = parser.value(parser.ws(0), ())
     except RecursionError:
         return Layout("json", ((0, len(text)),))
-    units, owner = _units(text, parser.leaves)
-    laid = _JsonLayout(text, root, parser.leaves, owner, _attached(root))
+    attached = _attached(root)
+    units, owner = _units(text, parser.leaves, {f for fs in attached.values() for f in fs})
+    laid = _JsonLayout(text, root, parser.leaves, owner, attached)
     return Layout("json", tuple(units), records=_records(root), _close=laid.close)
 
 
