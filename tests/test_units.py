@@ -356,7 +356,18 @@ def test_default_pruner_reads_search_results_one_by_one() -> None:
     import ragprune
 
     text = json.dumps(SEARCH, indent=1)
-    out = ragprune.default_pipeline().run("Which museum houses the Mona Lisa?", [text]).passages[0]
+    out = ragprune.default_pipeline(threshold=0.1).run("Which museum houses the Mona Lisa?", [text]).passages[0]
     pruned = json.loads(out.text)
     assert [r["title"] for r in pruned] == ["Louvre"]  # the unrelated result is gone, the answer stays
     assert "Mona Lisa" in pruned[0]["snippet"]
+
+
+def test_reading_view_holds_units_and_fields_without_syntax() -> None:
+    from ragprune.text.units import reading_view
+
+    p = Passage.from_text(json.dumps(SEARCH), 0)
+    view = reading_view(p.original or "", p.layout(), p.units(), p.spans or ())
+    assert view.text.startswith("Louvre\nhttps://example.org/louvre\nThe Louvre is the world's")
+    assert "{" not in view.text and '"snippet"' not in view.text
+    assert [view.text[a:b] for a, b in view.unit_spans] == [p.text[a:b] for a, b in p.units()]
+    assert len(view.records) == 2 and view.text[slice(*view.records[1])].startswith("Everest")

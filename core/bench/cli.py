@@ -30,7 +30,7 @@ logger = logging.getLogger("ragprune")
 QUICK_CASES = 100
 # Imported before any method runs, so no method's load time or memory includes them.
 _PRELOAD = ("torch", "transformers", "sentence_transformers")
-_MODEL_FREE = frozenset({"none", "lexical-reranker"})
+_MODEL_FREE = frozenset({"none", "lexical-reranker", "lexical-pruner"})
 
 
 RESULT_FILES = ("results.json", "results.md", "tradeoff.png", "latency.png")
@@ -40,6 +40,7 @@ RESULT_FILES = ("results.json", "results.md", "tradeoff.png", "latency.png")
 def _configure(parser: argparse.ArgumentParser) -> None:
     from ..cli import device_name, int_at_least, number_in
     from .methods import DEFAULT_METHODS, METHOD_NAMES
+    from .structured import RENDERS
 
     parser.add_argument("--data", default="hotpotqa",
                         help="'hotpotqa' (the offline asset; --split picks the split) or a JSONL file "
@@ -55,6 +56,15 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", nargs="+", default=None, metavar="METHOD=V1,V2",
                         help="override a method's sweep points, e.g. cross-encoder=1,2,3 (default: each "
                              "method's own)")
+    parser.add_argument("--render", nargs="+", default=None, choices=RENDERS, metavar="FORMAT",
+                        help="give each case's paragraphs as they are ('plain') or as one document: 'json' search "
+                             "results, a 'markdown' page with tables and lists, an 'html' page with navigation and "
+                             "footer; several run one after another; outputs of json, markdown and html are checked "
+                             "for validity (default: plain)")
+    parser.add_argument("--structure", nargs="+", default=None, choices=("auto", "prose"), metavar="UNITS",
+                        help="how ragprune methods read the passages into units: 'auto' (structure-aware: table "
+                             "rows, list items, JSON leaves, HTML blocks) or 'prose' (sentences, whatever the "
+                             "format); several run one after another (default: auto)")
     parser.add_argument("--counter", default="cl100k_base",
                         help="token counter: a tiktoken encoding, 'words', 'whitespace' or a tokenizer directory "
                              "(default: %(default)s)")
@@ -205,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..cli import CommandError, UsageError
     from .methods import build_methods
     from .report import write_all
-    from .runner import run_bench
+    from .structured import run_structured
 
     n = QUICK_CASES if args.quick and args.cases is None else args.cases
     if n is not None and n < 1:
@@ -223,11 +233,15 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError("none of the selected methods can run here")
     out = Path(args.out)
     start = time.perf_counter()
-    result = run_bench(cases, methods, counter=args.counter, min_coverage=args.min_coverage,
-                       progress=not args.no_progress,
-                       settings={"data": data, "cases": len(cases), "methods": [m.name for m in methods],
-                                 "device": args.device, "threads": args.threads},
-                       preload=_PRELOAD if any(m.name not in _MODEL_FREE for m in methods) else ())
+    fresh = iter([methods])  # the first run uses the methods built above; later runs build their own
+    result = run_structured(
+        cases, lambda: next(fresh, None) or build_methods(args.methods, _method_config(args), points),
+        renders=list(dict.fromkeys(args.render or ["plain"])),
+        structures=list(dict.fromkeys(args.structure or ["auto"])),
+        counter=args.counter, min_coverage=args.min_coverage, progress=not args.no_progress,
+        settings={"data": data, "cases": len(cases), "methods": [m.name for m in methods],
+                  "device": args.device, "threads": args.threads},
+        preload=_PRELOAD if any(m.name not in _MODEL_FREE for m in methods) else ())
     command = "ragprune " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     paths = write_all(result, out, plots=not args.no_plots, command=command)
     _print_summary(result, len(cases), paths, time.perf_counter() - start)

@@ -44,6 +44,7 @@ __all__ = [
     "SentenceSelectorMethod",
     "RerankerMethod",
     "LexicalRerankerMethod",
+    "LexicalPrunerMethod",
     "ProvenceMethod",
     "TokenClassifierMethod",
     "QueryTokenCompressorMethod",
@@ -333,6 +334,29 @@ class LexicalRerankerMethod(ScoredMethod):
 
     def select(self, scores: list[float | None], passages: list[Passage], point: float) -> list[Kept]:
         return _select_top(scores, passages, point)
+
+
+class LexicalPrunerMethod(ScoredMethod):
+    """The model-free :class:`ragprune.testing.LexicalPruner`, swept over ``min_terms`` (for tests and smoke
+    runs): keeps the units sharing at least that many terms with the query."""
+
+    name = "lexical-pruner"
+    level = "sentence"
+    parameter = "min_terms"
+    points = (1.0, 2.0, 3.0, 4.0)
+    default = 2.0
+
+    def score(self, query: str, passages: list[Passage]) -> SentenceScores:
+        from ..testing import _terms
+
+        q = _terms(query)
+        units = _sentence_units(passages)
+        scores = tuple(np.asarray([len(q & _terms((p.original or "")[a:b])) for a, b in u], dtype=np.float64)
+                       for p, u in zip(passages, units, strict=True))
+        return SentenceScores(tuple(tuple(u) for u in units), scores)
+
+    def select(self, scores: SentenceScores, passages: list[Passage], point: float) -> list[Kept]:
+        return _select_sentences(scores, passages, point)
 
 
 # --------------------------------------------------------------------------- word level
@@ -727,8 +751,9 @@ METHOD_NAMES: tuple[str, ...] = (
     "llmlingua2",
     "query-token-compressor",
     "lexical-reranker",
+    "lexical-pruner",
 )
-DEFAULT_METHODS: tuple[str, ...] = METHOD_NAMES[:-2]  # the student needs --student; the last is a test double
+DEFAULT_METHODS: tuple[str, ...] = METHOD_NAMES[:-3]  # the student needs --student; the last two are test doubles
 
 
 def _asset(name: str, config: MethodConfig) -> Path:
@@ -782,6 +807,7 @@ def _build_token_classifier(config: MethodConfig) -> BaseMethod:
 _BUILDERS: dict[str, Callable[[MethodConfig], BaseMethod]] = {
     "none": lambda config: NoCompression(),
     "lexical-reranker": lambda config: LexicalRerankerMethod(),
+    "lexical-pruner": lambda config: LexicalPrunerMethod(),
     "embedding-filter": lambda config: EmbeddingFilterMethod(_minilm(config), device=config.device,
                                                              local_files_only=True),
     "sentence-selector": lambda config: SentenceSelectorMethod(_cross_encoder(config), device=config.device,

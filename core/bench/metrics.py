@@ -30,6 +30,10 @@ Definitions (all exact and documented in the report):
 ``passage drop rate``
     dropped passages / passages; ``gold_passage_drop_rate`` does the same for
     passages holding a gold sentence.
+``valid``
+    when a validity check is given (structured documents, see
+    :mod:`ragprune.bench.structured`): kept texts that still parse / kept texts
+    (dropped passages and empty texts are not outputs).
 
 Normalization: NFKD with combining marks removed, case-folded, every
 punctuation or symbol character replaced by a space, the articles a/an/the
@@ -42,7 +46,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -153,6 +157,8 @@ class CaseMetrics:
     answerable: bool
     answer_retained: bool | None  # None when the case is not answerable
     seconds: float
+    outputs_checked: int = 0  # kept texts given to the validity check
+    outputs_valid: int = 0  # of those, the ones that parse
 
     @property
     def kept_fraction(self) -> float:
@@ -165,8 +171,11 @@ class CaseMetrics:
 
 def case_metrics(case: QACase, outputs: Sequence[Kept], counter: TokenCounter, *, seconds: float,
                  min_coverage: float = 0.9, answerable: bool | None = None,
-                 tokens_before: int | None = None) -> CaseMetrics:
-    """Metrics of one method's ``outputs`` (one ``Kept`` per passage) on ``case``."""
+                 tokens_before: int | None = None, validity: Callable[[str], bool] | None = None) -> CaseMetrics:
+    """Metrics of one method's ``outputs`` (one ``Kept`` per passage) on ``case``.
+
+    ``validity`` checks that each kept text still parses (e.g. as JSON).
+    """
     min_coverage = check_rate("min_coverage", min_coverage)
     texts = kept_texts(case, outputs)
     if tokens_before is None:
@@ -195,6 +204,8 @@ def case_metrics(case: QACase, outputs: Sequence[Kept], counter: TokenCounter, *
             if cov >= min_coverage - 1e-12:
                 kept_gold += 1
     has_text = any(isinstance(k, str) for k in outputs)
+    checked = [t for t in live if t.strip()] if validity is not None else []
+    valid = sum(bool(validity(t)) for t in checked) if validity is not None else 0
     if answerable is None:
         answerable = is_answerable(case)
     retained: bool | None = None
@@ -208,6 +219,7 @@ def case_metrics(case: QACase, outputs: Sequence[Kept], counter: TokenCounter, *
         gold_sentences=len(case.gold_sentences), gold_kept=kept_gold,
         gold_coverage=None if has_text or not coverages else float(np.mean(coverages)),
         answerable=bool(answerable), answer_retained=retained, seconds=float(seconds),
+        outputs_checked=len(checked), outputs_valid=int(valid),
     )
 
 
@@ -230,6 +242,8 @@ class Aggregate:
     latency_mean: float
     tokens_per_second: float  # original tokens compressed per second of compression
     total_seconds: float
+    valid_share: float | None = None  # kept texts that still parse / kept texts checked (None: no check)
+    mean_tokens_after: float = 0.0  # tokens kept per case
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -263,4 +277,6 @@ def aggregate(rows: Sequence[CaseMetrics]) -> Aggregate:
         latency_mean=float(secs.mean()),
         tokens_per_second=before / total if total > 0 else math.inf,
         total_seconds=total,
+        valid_share=_ratio(sum(r.outputs_valid for r in rows), sum(r.outputs_checked for r in rows)),
+        mean_tokens_after=after / len(rows),
     )

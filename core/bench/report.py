@@ -14,8 +14,8 @@ import numpy as np
 
 from .runner import BenchResult, MethodResult, PointResult
 
-__all__ = ["Goal", "closest_to_goal", "to_dict", "write_json", "markdown", "write_markdown", "write_plots",
-           "write_all"]
+__all__ = ["Goal", "closest_to_goal", "recall_at", "structured_rows", "to_dict", "write_json", "markdown",
+           "write_markdown", "write_plots", "write_all"]
 
 
 @dataclass(frozen=True)
@@ -107,30 +107,100 @@ def _point(m: MethodResult, p: PointResult) -> str:
 
 _HEAD = ("| method | setting | tokens kept | sup. sent. recall | all gold kept | answer kept | passages dropped "
          "| gold passages dropped | p50 ms | p90 ms | tokens/s | peak RSS MB | load s |")
+_VALID_HEAD = " valid |"
 
 
-def _row(m: MethodResult, p: PointResult) -> str:
+def _has_validity(result: BenchResult) -> bool:
+    return any(p.summary.valid_share is not None for m in result.methods for p in m.points)
+
+
+def _row(m: MethodResult, p: PointResult, valid: bool = False) -> str:
     s = p.summary
     mem = "-" if m.peak_rss_delta_mb is None else f"{m.peak_rss_delta_mb:.0f}"
     return (f"| {m.name} | {_point(m, p)} | {_f(s.kept_fraction)} | {_f(s.recall)} | {_f(s.all_gold_kept)} "
             f"| {_f(s.answer_retention)} | {_f(s.passage_drop_rate)} | {_f(s.gold_passage_drop_rate)} "
             f"| {_ms(s.latency_p50)} | {_ms(s.latency_p90)} | {s.tokens_per_second:,.0f} | {mem} "
-            f"| {m.load_seconds:.1f} |")
+            f"| {m.load_seconds:.1f} |" + (f" {_pct(s.valid_share)} |" if valid else ""))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def recall_at(m: MethodResult, x: float, attr: str = "mean_tokens_after") -> float | None:
+    """``m``'s recall where its sweep reaches ``x`` of ``attr`` (linear between points; ``None`` outside)."""
+    pts = sorted((float(getattr(p.summary, attr)), p.summary.recall) for p in m.points
+                 if p.summary.recall is not None)
+    if not pts or not pts[0][0] - 1e-9 <= x <= pts[-1][0] + 1e-9:
+        return None
+    return float(np.interp(x, [a for a, _ in pts], [float(b) for _, b in pts]))
+
+
+def _reference(result: BenchResult, m: MethodResult) -> MethodResult | None:
+    """The plain-text run of the same method (same units when there is one)."""
+    plain = [x for x in result.methods if x.info.get("render") == "plain" and x.info.get("base") == m.info["base"]]
+    same = [x for x in plain if x.info.get("structure") == m.info.get("structure")]
+    found = same or plain
+    return found[0] if found else None
+
+
+_STRUCT_HEAD = ("| method | render | units | setting | tokens kept | tokens / case | sup. sent. recall | valid "
+                "| recall at plain's tokens / case | Δ | recall at plain's tokens kept | Δ |")
+
+
+def _delta(x: float | None, ref: float | None) -> str:
+    return "-" if x is None or ref is None else f"{x - ref:+.3f}"
+
+
+def structured_rows(result: BenchResult) -> list[str]:
+    """Each method at its default point, per rendering and units, against its plain-text run."""
+    rows = []
+    for m in sorted((m for m in result.methods if "render" in m.info), key=lambda m: m.info["base"]):
+        p = m.default()
+        s = p.summary
+        ref = _reference(result, m)
+        ref_s = ref.default().summary if ref is not None else None
+        at_tokens = recall_at(m, ref_s.mean_tokens_after) if ref_s is not None else None
+        at_kept = recall_at(m, ref_s.kept_fraction, "kept_fraction") if ref_s is not None else None
+        ref_recall = ref_s.recall if ref_s is not None else None
+        units = {"auto": "structure", "prose": "sentences"}.get(m.info.get("structure", ""), "-")
+        rows.append(f"| {m.info['base']} | {m.info['render']} | {units} | {_point(m, p)} | {_f(s.kept_fraction)} "
+                    f"| {s.mean_tokens_after:.0f} | {_f(s.recall)} | {_pct(s.valid_share)} | {_f(at_tokens)} "
+                    f"| {_delta(at_tokens, ref_recall)} | {_f(at_kept)} | {_delta(at_kept, ref_recall)} |")
+    return rows
+
+
+def _structured_section(result: BenchResult) -> list[str]:
+    if not any("render" in m.info for m in result.methods) or len(result.methods) < 2:
+        return []
+    sep = "|" + "---|" * (_STRUCT_HEAD.count("|") - 1)
+    return ["", "## Structured context: each method at its default setting, per rendering", "", _STRUCT_HEAD, sep,
+            *structured_rows(result), "",
+            "units: structure = structure-aware units (structure=\"auto\"), sentences = plain sentence units "
+            "(structure=\"prose\"), - = a peer that reads the text alone. Recall at plain's tokens / case (or "
+            "tokens kept): this method's sweep, interpolated linearly, where it keeps as many tokens per case (or "
+            "the same fraction) as the same method at its default setting on the plain passages; Δ = that minus "
+            "the plain recall."]
 
 
 def markdown(result: BenchResult, *, title: str = "ragprune bench", command: str | None = None) -> str:
     """The summary table (each method at its default point), the full sweep and the definitions."""
-    sep = "|" + "---|" * (_HEAD.count("|") - 1)
+    valid = _has_validity(result)
+    head = _HEAD + (_VALID_HEAD if valid else "")
+    sep = "|" + "---|" * (head.count("|") - 1)
     lines = [f"# {title}", ""]
     st = result.settings
     lines.append(f"{result.n_cases} cases ({st.get('data', 'data')}); tokens counted with {result.counter}; "
                  f"wall time {result.wall_seconds:.1f} s.")
     if command:
         lines += ["", f"Command: `{command}`"]
-    lines += ["", "## Each method at its default setting", "", _HEAD, sep]
-    lines += [_row(m, m.default()) for m in result.methods]
-    lines += ["", "## Full sweep (one scoring pass per scored method)", "", _HEAD, sep]
-    lines += [_row(m, p) for m in result.methods for p in m.points]
+    if st.get("renders"):
+        lines += ["", f"Rendered as: {', '.join(st['renders'])}; units: {', '.join(st.get('structures', []))}."]
+    lines += ["", "## Each method at its default setting", "", head, sep]
+    lines += [_row(m, m.default(), valid) for m in result.methods]
+    lines += _structured_section(result)
+    lines += ["", "## Full sweep (one scoring pass per scored method)", "", head, sep]
+    lines += [_row(m, p, valid) for m in result.methods for p in m.points]
     goal = Goal()
     ranked = closest_to_goal(result, goal)
     if ranked:
@@ -162,6 +232,9 @@ def markdown(result: BenchResult, *, title: str = "ragprune bench", command: str
               "- peak RSS: peak resident memory while loading and running the method minus the RSS before "
               "loading (sampled every 10 ms); torch, transformers and sentence-transformers are imported "
               "before the first method, so no method pays for them.",
+              "- valid: kept texts that still parse / kept texts, for documents rendered as JSON (json.loads), "
+              "markdown (every table keeps a header row, every fence is closed) or HTML (tags balance, implied "
+              "end tags of p, li, tr, td, th allowed); see ragprune.bench.structured.",
               "- token-classifier and llmlingua2 run the same MiniLM token classifier with an untrained random "
               "head: their evidence and answer figures mean nothing; they are there for speed and cost.",
               ""]

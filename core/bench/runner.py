@@ -15,13 +15,14 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..passage import Passage
-from ..runtime.validation import check_rate
+from ..runtime.validation import check_choice, check_rate
 from ..text.tokens import TokenCounter, get_counter
+from ..text.units import STRUCTURES
 from ..training.datasets import QACase
 from .methods import BaseMethod, MethodUnavailable, PlainMethod, ScoredMethod
 from .metrics import Aggregate, CaseMetrics, aggregate, case_metrics, is_answerable
@@ -67,9 +68,13 @@ class BenchResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def case_passages(case: QACase) -> list[Passage]:
-    """The case's passage texts as ragprune passages (titles go to metadata, not text)."""
-    return [Passage.from_text(text, i, metadata={"title": title}) for i, (title, text) in enumerate(case.passages)]
+def case_passages(case: QACase, structure: str = "auto") -> list[Passage]:
+    """The case's passage texts as ragprune passages (titles go to metadata, not text).
+
+    ``structure`` is how ragprune stages read each passage into units (see :class:`~ragprune.Passage`).
+    """
+    return [Passage.from_text(text, i, metadata={"title": title}, structure=structure)
+            for i, (title, text) in enumerate(case.passages)]
 
 
 class _RssSampler:
@@ -184,8 +189,20 @@ def _method_notes(method: BaseMethod) -> tuple[str, ...]:
     return ()
 
 
-def _run_method(method: BaseMethod, cases: Sequence[QACase], counter: TokenCounter, befores: list[int],
-                answerable: list[bool], min_coverage: float, progress: bool) -> MethodResult:
+@dataclass(frozen=True)
+class _Setup:
+    """What every method of one run shares."""
+
+    counter: TokenCounter
+    befores: list[int]
+    answerable: list[bool]
+    min_coverage: float
+    progress: bool
+    structure: str = "auto"
+    validity: Callable[[str], bool] | None = None
+
+
+def _run_method(method: BaseMethod, cases: Sequence[QACase], setup: _Setup) -> MethodResult:
     points = tuple(method.points)
     if not points:
         raise ValueError(f"method {method.name} has no sweep points")
@@ -198,14 +215,15 @@ def _run_method(method: BaseMethod, cases: Sequence[QACase], counter: TokenCount
         method.load()
         load_seconds = time.perf_counter() - t0
         cuda = cuda or _cuda_peak_reset()
-        bar = _progress(len(cases), method.name, progress)
+        bar = _progress(len(cases), method.name, setup.progress)
         try:
-            for case, before, ans in zip(cases, befores, answerable, strict=True):
-                timed, spent = _time_case(method, case.question, case_passages(case), points)
+            for case, before, ans in zip(cases, setup.befores, setup.answerable, strict=True):
+                timed, spent = _time_case(method, case.question, case_passages(case, setup.structure), points)
                 score_total += spent
                 for pt, outputs, secs in timed:
-                    rows[pt].append(case_metrics(case, outputs, counter, seconds=secs, min_coverage=min_coverage,
-                                                 answerable=ans, tokens_before=before))
+                    rows[pt].append(case_metrics(case, outputs, setup.counter, seconds=secs,
+                                                 min_coverage=setup.min_coverage, answerable=ans,
+                                                 tokens_before=before, validity=setup.validity))
                 if bar is not None:
                     bar.update(1)
         finally:
@@ -221,8 +239,13 @@ def _run_method(method: BaseMethod, cases: Sequence[QACase], counter: TokenCount
 
 def run_bench(cases: Sequence[QACase], methods: Sequence[BaseMethod], *, counter: Any = "cl100k_base",
               min_coverage: float = 0.9, progress: bool = True, settings: dict[str, Any] | None = None,
-              preload: Sequence[str] = ()) -> BenchResult:
+              preload: Sequence[str] = (), structure: str = "auto",
+              validity: Callable[[str], bool] | None = None) -> BenchResult:
     """Run every method over ``cases`` and measure it (see the module docstring).
+
+    ``structure`` is how the passages are read into units (``"auto"``: detected;
+    ``"prose"``: sentences, whatever the format); ``validity`` checks that each kept
+    text still parses (reported as the share of valid outputs).
 
     ``preload`` names modules (e.g. ``"torch"``) imported before any method, so
     their import time and memory are charged to no method.  A method whose
@@ -242,15 +265,17 @@ def run_bench(cases: Sequence[QACase], methods: Sequence[BaseMethod], *, counter
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
+    check_choice("structure", structure, STRUCTURES)
     tc = get_counter(counter)
     start = time.perf_counter()
-    befores = [sum(tc.count_many([t for _, t in c.passages])) for c in cases]
-    answerable = [is_answerable(c) for c in cases]
+    setup = _Setup(counter=tc, befores=[sum(tc.count_many([t for _, t in c.passages])) for c in cases],
+                   answerable=[is_answerable(c) for c in cases], min_coverage=min_coverage, progress=progress,
+                   structure=structure, validity=validity)
     done: list[MethodResult] = []
     skipped: list[tuple[str, str]] = []
     for m in methods:
         try:
-            done.append(_run_method(m, cases, tc, befores, answerable, min_coverage, progress))
+            done.append(_run_method(m, cases, setup))
         except (MethodUnavailable, ImportError) as e:
             logger.warning("skipping %s: %s", m.name, e)
             skipped.append((m.name, str(e)))

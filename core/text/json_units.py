@@ -215,7 +215,8 @@ def json_layout(text: str) -> Layout:
     attached = _attached(root)
     units, owner = _units(text, parser.leaves, {f for fs in attached.values() for f in fs})
     laid = _JsonLayout(text, root, parser.leaves, owner, attached)
-    return Layout("json", tuple(units), records=_records(root), _close=laid.close)
+    fields = sorted({(parser.leaves[f].start, parser.leaves[f].end) for fs in attached.values() for f in fs})
+    return Layout("json", tuple(units), records=_records(root), context=tuple(fields), _close=laid.close)
 
 
 def _records(root: _Node) -> tuple[Span, ...]:

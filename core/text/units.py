@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from ..runtime.validation import check_choice
 from .segment import Span, merge_spans, sentence_spans
 
-__all__ = ["STRUCTURES", "Layout", "detect_structure", "layout_of", "intersect_spans"]
+__all__ = ["STRUCTURES", "Layout", "ReadingView", "detect_structure", "layout_of", "intersect_spans",
+           "reading_view"]
 
 STRUCTURES = ("auto", "prose", "markdown", "json", "html")
 """What ``structure=`` accepts: ``"auto"`` detects the format from the text."""
@@ -57,12 +58,15 @@ class Layout:
             prose.  A model that reads a whole search-result list at once sees every
             result next to the relevant one; reading record by record scores each as a
             passage of its own.
+        context: text that is no unit but helps a model read the units around it (the
+            title and url fields of a JSON result); see :func:`reading_view`.
     """
 
     structure: str
     units: tuple[Span, ...]
     requires: tuple[tuple[Span, ...], ...] = ()
     records: tuple[Span, ...] = ()
+    context: tuple[Span, ...] = ()
     _close: Callable[[Sequence[int], Sequence[Span]], list[Span]] | None = field(default=None, repr=False)
 
     def unit_of(self, span: Span) -> int | None:
@@ -168,3 +172,49 @@ def layout_of(text: str, structure: str = "auto") -> Layout:
     """
     check_choice("structure", structure, STRUCTURES)
     return _cached(text, structure)
+
+
+@dataclass(frozen=True, eq=False)
+class ReadingView:
+    """What a model reads of a structured text: its units (and context) without the syntax between them.
+
+    Attributes:
+        text: the units and context pieces in document order, one per line (pieces
+            that touch in the original stay on one line); a JSON string's quotes are
+            left out.
+        units: the units, in original coordinates (as ``Passage.units()`` gives them).
+        unit_spans: where each unit lies in ``text``.
+        records: the records (see :class:`Layout`) in ``text`` coordinates.
+    """
+
+    text: str
+    units: list[Span]
+    unit_spans: list[Span]
+    records: list[Span]
+
+
+def reading_view(original: str, layout: Layout, units: Sequence[Span], kept: Sequence[Span]) -> ReadingView:
+    """The :class:`ReadingView` of ``units`` (and of ``layout.context`` inside ``kept``) of ``original``."""
+    context = intersect_spans(layout.context, kept) if layout.context else []
+    unit_set = set(units)
+    pieces = sorted({*units, *context})
+    parts: list[str] = []
+    where: dict[Span, Span] = {}
+    pos, prev = 0, -1
+    for a, b in pieces:
+        x, y = a, b
+        if y - x >= 2 and original[x] == '"' and original[y - 1] == '"':
+            x, y = x + 1, y - 1  # a whole JSON string: its content
+        if parts and a != prev:
+            parts.append("\n")
+            pos += 1
+        parts.append(original[x:y])
+        where[(a, b)] = (pos, pos + y - x)
+        pos += y - x
+        prev = b
+    records: list[Span] = []
+    for ra, rb in layout.records:
+        inside = [where[s] for s in pieces if ra <= s[0] and s[1] <= rb]
+        if inside:
+            records.append((inside[0][0], inside[-1][1]))
+    return ReadingView("".join(parts), list(units), [where[u] for u in units if u in unit_set], records)

@@ -88,11 +88,17 @@ def sentence_relevance(p: Passage, offsets: np.ndarray, token_probs: np.ndarray,
     a token belongs to the sentence holding its last character.  Sentences
     with no token get 0.
     """
-    n_units = len(units)
-    if n_units == 0:
+    if len(units) == 0:
         return np.zeros(0, dtype=np.float64)
-    u_text = p.offset_map().to_text(units)
-    if len(offsets) == 0:
+    return span_relevance(offsets, token_probs, p.offset_map().to_text(units))
+
+
+def span_relevance(offsets: np.ndarray, token_probs: np.ndarray, spans: np.ndarray | Sequence[tuple[int, int]],
+                   ) -> np.ndarray:
+    """Mean token relevance of each of ``spans`` (sorted, in the coordinates of ``offsets``)."""
+    u_text = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    n_units = len(u_text)
+    if n_units == 0 or len(offsets) == 0:
         return np.zeros(n_units, dtype=np.float64)
     last = offsets[:, 1] - 1
     valid = offsets[:, 1] > offsets[:, 0]

@@ -18,9 +18,9 @@ from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
 from ...runtime.locks import TokenizerLock
 from ...runtime.validation import check_int, check_number, renamed
 from ...text.tokens import TokenCounter, get_counter
-from ...text.units import intersect_spans
+from ...text.units import ReadingView, reading_view
 from .model import PrunerModel
-from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance
+from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance, span_relevance
 
 logger = logging.getLogger("ragprune")
 
@@ -253,14 +253,18 @@ class ProvencePruner(TokenizerLock, BaseStage):
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         assert query is not None
         work = [i for i, p in enumerate(passages) if not p.is_blank]
-        records = [_records_in_text(passages[i]) for i in work]
-        token_probs, offsets, ranks = self.score(query, [passages[i].text for i in work], records)
+        views = [_view(passages[i]) for i in work]
+        token_probs, offsets, ranks = self.score(
+            query, [passages[i].text if v is None else v.text for i, v in zip(work, views, strict=True)],
+            [[] if v is None else v.records for v in views])
         kept: list[tuple[float, int, Passage]] = []
         dropped: list[Dropped] = []
         for k, i in enumerate(work):
             p = passages[i].with_score(self.name, float(ranks[k]))
-            units = p.units("sentence")
-            means = sentence_relevance(p, offsets[k], token_probs[k], units)
+            view = views[k]
+            units = p.units("sentence") if view is None else view.units
+            means = (sentence_relevance(p, offsets[k], token_probs[k], units) if view is None
+                     else span_relevance(offsets[k], token_probs[k], view.unit_spans))
             keep = means >= self.threshold
             if not keep.any():
                 best = float(means.max()) if len(means) else 0.0
@@ -290,13 +294,13 @@ class ProvencePruner(TokenizerLock, BaseStage):
         return StageOutput(tuple(ordered), tuple(dropped))
 
 
-def _records_in_text(p: Passage) -> list[tuple[int, int]]:
-    """The passage's records (see :class:`ragprune.text.units.Layout`) in ``p.text`` coordinates."""
-    records = p.layout().records
-    if not records:
-        return []
-    kept = intersect_spans(records, p.spans or ())
-    return [(int(a), int(b)) for a, b in p.offset_map().to_text(kept)] if kept else []
+def _view(p: Passage) -> ReadingView | None:
+    """What the model reads of a structured passage (``None`` for prose: its text as it is)."""
+    layout = p.layout()
+    if layout.structure == "prose":
+        return None
+    assert p.original is not None
+    return reading_view(p.original, layout, p.units("unit"), p.spans or ())
 
 
 def _token_ranges(offsets: np.ndarray, n: int, records: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
