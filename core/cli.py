@@ -104,6 +104,8 @@ COMMANDS: dict[str, str] = {
     "assets": "ragprune.cli:ASSETS_COMMAND",
     "train": "ragprune.training.cli:TRAIN_COMMAND",
     "bench": "ragprune.bench.cli:BENCH_COMMAND",
+    "prune": "ragprune.tools.prune_file:PRUNE_COMMAND",
+    "serve": "ragprune.tools.serve_command:SERVE_COMMAND",
 }
 
 

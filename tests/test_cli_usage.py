@@ -328,7 +328,8 @@ def test_every_option_has_help_and_shows_its_default() -> None:
     parser = cli.build_parser()
     progs = [p.prog for p in _parsers(parser)]
     assert progs == ["ragprune", "ragprune assets", "ragprune train", "ragprune train pruner",
-                     "ragprune train distill", "ragprune bench"]
+                     "ragprune train distill", "ragprune bench", "ragprune prune",
+                     "ragprune serve"]
     checked = 0
     for p in _parsers(parser):
         for action in p._actions:

@@ -375,7 +375,7 @@ def test_window_average_equals_manual(pruner: ProvencePruner) -> None:
     sums, counts, best = np.zeros(len(p_ids)), np.zeros(len(p_ids)), -np.inf
     starts = list(range(0, len(p_ids) - room, room - min(5, room // 2))) + [len(p_ids) - room]
     for s in starts:
-        piece_probs, rank = pr._forward(q, [p_ids[s : s + room]])[0]
+        piece_probs, rank = pr._forward([(q, p_ids[s : s + room])])[0]
         sums[s : s + room] += piece_probs
         counts[s : s + room] += 1
         best = max(best, rank)

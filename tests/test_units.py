@@ -182,7 +182,8 @@ def markdown_docs(draw: st.DrawFn) -> str:
             lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
             parts.append("\n".join(lines))
         elif kind == "list":
-            parts.append("\n".join("- " + s for s in draw(st.lists(sentence, min_size=1, max_size=4))))
+            items = st.lists(sentence, min_size=1, max_size=3).map(" ".join)
+            parts.append("\n".join("- " + s for s in draw(st.lists(items, min_size=1, max_size=4))))
         else:
             body = draw(st.lists(cells, min_size=1, max_size=4))
             parts.append("```python\n" + "\n".join(body) + "\n```")

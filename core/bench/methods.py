@@ -262,15 +262,7 @@ class ProvenceMethod(_ModelStageMethod):
         return ProvencePruner(self._model, **self._options)
 
     def score(self, query: str, passages: list[Passage]) -> SentenceScores:
-        from ..stages.provence import sentence_relevance
-
-        work = [i for i, p in enumerate(passages) if not p.is_blank]
-        probs, offsets, _ = self.stage.score(query, [passages[i].text for i in work])
-        units: list[list[Span]] = [[] for _ in passages]
-        scores: list[np.ndarray] = [np.zeros(0) for _ in passages]
-        for k, i in enumerate(work):
-            units[i] = passages[i].units("sentence")
-            scores[i] = sentence_relevance(passages[i], offsets[k], probs[k], units[i])
+        units, scores, _ = self.stage.unit_relevance(query, passages)  # what the stage itself reads
         return SentenceScores(tuple(tuple(u) for u in units), tuple(scores))
 
     def select(self, scores: SentenceScores, passages: list[Passage], point: float) -> list[Kept]:

@@ -78,9 +78,11 @@ class _Builder:
 
     def sentences(self, first: int, last: int) -> None:
         a, b = self.span(first, last)
-        gap = self.gap(first)
+        end = len(self.text[a:b].rstrip("\r\n")) + a
+        # a kept sentence keeps its block's line break, so what follows it starts a line
+        requires = (*self.gap(first), *(((end, b),) if b > end else ()))
         for x, y in sentence_spans(self.text[a:b]):
-            self.add((a + x, a + y), gap)
+            self.add((a + x, a + y), requires)
 
     def fence(self, first: int, last: int, markup: str) -> None:
         closing = last - 1

@@ -169,41 +169,50 @@ class ProvencePruner(TokenizerLock, BaseStage):
         model scores every record as a passage of its own; tokens outside every
         record score 0.
         """
-        if not texts:
-            return [], [], np.zeros(0, dtype=np.float64)
-        all_ids, all_offsets = self._tokenize([query, *texts])
-        q_ids = all_ids[0]
-        p_ids, p_offsets = all_ids[1:], all_offsets[1:]
+        return self.score_many([(query, texts, records)])[0]
+
+    def score_many(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Sequence[tuple[int, int]]] | None]],
+                   ) -> list[tuple[list[np.ndarray], list[np.ndarray], np.ndarray]]:
+        """:meth:`score` of several ``(query, texts, records)`` calls in shared forward passes.
+
+        The windows of every call, each paired with its own query, are grouped by
+        length together (:meth:`batches`), so one pass may hold windows of several
+        calls (a server batching concurrent requests).  Each call's result equals its
+        own :meth:`score` up to float rounding.
+        """
+        flat = [t for query, texts, _ in calls for t in (query, *texts)]
+        all_ids, all_offsets = self._tokenize(flat) if flat else ([], [])
         n_special = self.template.n_special
         q_room = max(1, (self.max_length - n_special) // 2)
-        if len(q_ids) > q_room:
-            logger.debug("query truncated from %d to %d tokens", len(q_ids), q_room)
-            q_ids = q_ids[:q_room]
-        room = self.max_length - n_special - len(q_ids)
-        overlap = room // 4 if self.stride is None else min(self.stride, room // 2)
-        windows: list[_Window] = []
-        for j, ids in enumerate(p_ids):
-            for lo, hi in _token_ranges(p_offsets[j], len(ids), records[j] if records else ()):
-                windows.extend(_Window(j, lo + s, min(lo + s + room, hi))
-                               for s in _window_starts(hi - lo, room, overlap))
-        lengths = [n_special + len(q_ids) + w.end - w.start for w in windows]
+        queries, p_ids, p_offsets = [], [], []
+        windows: list[tuple[int, _Window]] = []  # (call, window)
+        at = 0
+        for c, (_, texts, records) in enumerate(calls):
+            if len(all_ids[at]) > q_room:
+                logger.debug("query truncated from %d to %d tokens", len(all_ids[at]), q_room)
+            q_ids = all_ids[at][:q_room]
+            ids, offsets = all_ids[at + 1 : at + 1 + len(texts)], all_offsets[at + 1 : at + 1 + len(texts)]
+            at += 1 + len(texts)
+            queries.append(q_ids)
+            p_ids.append(ids)
+            p_offsets.append(offsets)
+            room = self.max_length - n_special - len(q_ids)
+            overlap = room // 4 if self.stride is None else min(self.stride, room // 2)
+            for j, tok in enumerate(ids):
+                for lo, hi in _token_ranges(offsets[j], len(tok), records[j] if records else ()):
+                    windows.extend((c, _Window(j, lo + s, min(lo + s + room, hi)))
+                                   for s in _window_starts(hi - lo, room, overlap))
+        lengths = [n_special + len(queries[c]) + w.end - w.start for c, w in windows]
         batches = self.batches(lengths)
         with self._stats_lock:
             self._stats += PaddingStats.of(lengths, batches)
         results: list[tuple[np.ndarray, float]] = [(np.zeros(0), 0.0)] * len(windows)
         for batch in batches:
-            pieces = [p_ids[windows[i].passage][windows[i].start : windows[i].end] for i in batch]
-            for i, r in zip(batch, self._forward(q_ids, pieces), strict=True):
+            items = [(queries[windows[i][0]], p_ids[windows[i][0]][windows[i][1].passage]
+                      [windows[i][1].start : windows[i][1].end]) for i in batch]
+            for i, r in zip(batch, self._forward(items), strict=True):
                 results[i] = r
-        sums = [np.zeros(len(ids), dtype=np.float64) for ids in p_ids]
-        counts = [np.zeros(len(ids), dtype=np.float64) for ids in p_ids]
-        ranks = np.full(len(texts), -np.inf)
-        for w, (probs, rank) in zip(windows, results, strict=True):
-            sums[w.passage][w.start:w.end] += probs
-            counts[w.passage][w.start:w.end] += 1.0
-            ranks[w.passage] = max(ranks[w.passage], rank)
-        token_probs = [s / np.maximum(c, 1.0) for s, c in zip(sums, counts, strict=True)]
-        return token_probs, p_offsets, ranks
+        return _gather(len(calls), p_ids, p_offsets, windows, results)
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Positions of windows of ``lengths`` tokens (special tokens included), grouped into forward passes.
@@ -227,8 +236,9 @@ class ProvencePruner(TokenizerLock, BaseStage):
                 self._stats = PaddingStats()
         return stats
 
-    def _forward(self, q_ids: np.ndarray, pieces: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
-        encoded = [self.template.encode(q_ids, piece) for piece in pieces]
+    def _forward(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, float]]:
+        """Keep probabilities of each ``(query ids, passage piece)`` and its ranking logit, in one pass."""
+        encoded = [self.template.encode(q_ids, piece) for q_ids, piece in items]
         longest = max(len(ids) for ids, _, _ in encoded)
         n = len(encoded)
         input_ids = np.full((n, longest), self.template.pad_id, dtype=np.int64)
@@ -246,25 +256,44 @@ class ProvencePruner(TokenizerLock, BaseStage):
             ranks = out.rank_logits.float().cpu().numpy()
         return [
             (keep[i, start : start + len(piece)].astype(np.float64), float(ranks[i]))
-            for i, ((_, _, start), piece) in enumerate(zip(encoded, pieces, strict=True))
+            for i, ((_, _, start), (_, piece)) in enumerate(zip(encoded, items, strict=True))
         ]
+
+    def unit_relevance(self, query: str, passages: Sequence[Passage],
+                       ) -> tuple[list[list[tuple[int, int]]], list[np.ndarray], np.ndarray]:
+        """Each passage's units (:meth:`Passage.units`), their relevance, and its ranking logit.
+
+        Prose is read as it is; a structured passage through its reading view (its units
+        and fields without the syntax, record by record: :func:`ragprune.text.units.reading_view`).
+        A blank passage has no units and a ranking logit of ``-inf``.
+        """
+        work = [i for i, p in enumerate(passages) if not p.is_blank]
+        views = [_view(passages[i]) for i in work]
+        token_probs, offsets, work_ranks = self.score(
+            query, [passages[i].text if v is None else v.text for i, v in zip(work, views, strict=True)],
+            [[] if v is None else v.records for v in views])
+        units: list[list[tuple[int, int]]] = [[] for _ in passages]
+        relevance: list[np.ndarray] = [np.zeros(0, dtype=np.float64) for _ in passages]
+        ranks = np.full(len(passages), -np.inf)
+        for k, i in enumerate(work):
+            view, p = views[k], passages[i]
+            units[i] = p.units("sentence") if view is None else view.units
+            relevance[i] = (sentence_relevance(p, offsets[k], token_probs[k], units[i]) if view is None
+                            else span_relevance(offsets[k], token_probs[k], view.unit_spans))
+            ranks[i] = work_ranks[k]
+        return units, relevance, ranks
 
     # ----------------------------------------------------------------- pruning
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         assert query is not None
-        work = [i for i, p in enumerate(passages) if not p.is_blank]
-        views = [_view(passages[i]) for i in work]
-        token_probs, offsets, ranks = self.score(
-            query, [passages[i].text if v is None else v.text for i, v in zip(work, views, strict=True)],
-            [[] if v is None else v.records for v in views])
+        units_of, relevance, ranks = self.unit_relevance(query, passages)
         kept: list[tuple[float, int, Passage]] = []
         dropped: list[Dropped] = []
-        for k, i in enumerate(work):
-            p = passages[i].with_score(self.name, float(ranks[k]))
-            view = views[k]
-            units = p.units("sentence") if view is None else view.units
-            means = (sentence_relevance(p, offsets[k], token_probs[k], units) if view is None
-                     else span_relevance(offsets[k], token_probs[k], view.unit_spans))
+        for i, p in enumerate(passages):
+            if p.is_blank:
+                continue
+            p = p.with_score(self.name, float(ranks[i]))
+            units, means = units_of[i], relevance[i]
             keep = means >= self.threshold
             if not keep.any():
                 best = float(means.max()) if len(means) else 0.0
@@ -275,7 +304,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
                 keep[0] = True
             if not keep.all():
                 p = p.keep_units([u for u, flag in zip(units, keep, strict=True) if flag])
-            kept.append((float(ranks[k]), i, p))
+            kept.append((float(ranks[i]), i, p))
         by_score = sorted(kept, key=lambda t: (-t[0], t[1]))
         if self.top_n is not None:
             for rank, t in enumerate(by_score[self.top_n :], start=self.top_n):
@@ -292,6 +321,21 @@ class ProvencePruner(TokenizerLock, BaseStage):
             ordered = list(fitted.passages)
             dropped.extend(fitted.dropped)
         return StageOutput(tuple(ordered), tuple(dropped))
+
+
+def _gather(n_calls: int, p_ids: list[list[np.ndarray]], p_offsets: list[list[np.ndarray]],
+            windows: list[tuple[int, _Window]], results: list[tuple[np.ndarray, float]],
+            ) -> list[tuple[list[np.ndarray], list[np.ndarray], np.ndarray]]:
+    """Per call: token probabilities averaged over the windows holding each token, offsets, ranks."""
+    sums = [[np.zeros(len(ids), dtype=np.float64) for ids in per] for per in p_ids]
+    counts = [[np.zeros(len(ids), dtype=np.float64) for ids in per] for per in p_ids]
+    ranks = [np.full(len(per), -np.inf) for per in p_ids]
+    for (c, w), (probs, rank) in zip(windows, results, strict=True):
+        sums[c][w.passage][w.start : w.end] += probs
+        counts[c][w.passage][w.start : w.end] += 1.0
+        ranks[c][w.passage] = max(ranks[c][w.passage], rank)
+    return [([s / np.maximum(k, 1.0) for s, k in zip(sums[c], counts[c], strict=True)], p_offsets[c], ranks[c])
+            for c in range(n_calls)]
 
 
 def _view(p: Passage) -> ReadingView | None:
