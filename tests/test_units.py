@@ -372,3 +372,17 @@ def test_reading_view_holds_units_and_fields_without_syntax() -> None:
     assert "{" not in view.text and '"snippet"' not in view.text
     assert [view.text[a:b] for a, b in view.unit_spans] == [p.text[a:b] for a, b in p.units()]
     assert len(view.records) == 2 and view.text[slice(*view.records[1])].startswith("Everest")
+
+
+def test_reading_view_shows_text_as_a_reader_sees_it() -> None:
+    from ragprune.text.units import reading_view
+
+    def view(text: str) -> str:
+        p = Passage.from_text(text, 0)
+        return reading_view(text, p.layout(), p.units(), p.spans or ()).text
+
+    assert view('{"q": "He said \\"no\\" twice today, then left the room."}') == \
+        'He said "no" twice today, then left the room.'
+    assert view("| Name | Born |\n|---|---|\n| Ada | 1815 |\n") == "Name Born \n\nAda 1815 \n"
+    assert view("# Title\n\n- first item\n- second item\n") == "Title\n\nfirst item\nsecond item\n"
+    assert view("<p>It has <a href='/l'>the Louvre &amp; more</a>.</p>") == "It has the Louvre & more."

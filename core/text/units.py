@@ -180,8 +180,10 @@ class ReadingView:
 
     Attributes:
         text: the units and context pieces in document order, one per line (pieces
-            that touch in the original stay on one line); a JSON string's quotes are
-            left out.
+            that touch in the original stay on one line), each as a reader sees it: a
+            JSON string unquoted and unescaped, a markdown line without its table pipes,
+            list marker, heading or quote marks, HTML without tags and with its entities
+            decoded.
         units: the units, in original coordinates (as ``Passage.units()`` gives them).
         unit_spans: where each unit lies in ``text``.
         records: the records (see :class:`Layout`) in ``text`` coordinates.
@@ -201,16 +203,15 @@ def reading_view(original: str, layout: Layout, units: Sequence[Span], kept: Seq
     parts: list[str] = []
     where: dict[Span, Span] = {}
     pos, prev = 0, -1
+    clean = _READABLE.get(layout.structure, _same)
     for a, b in pieces:
-        x, y = a, b
-        if y - x >= 2 and original[x] == '"' and original[y - 1] == '"':
-            x, y = x + 1, y - 1  # a whole JSON string: its content
         if parts and a != prev:
             parts.append("\n")
             pos += 1
-        parts.append(original[x:y])
-        where[(a, b)] = (pos, pos + y - x)
-        pos += y - x
+        piece = clean(original[a:b])
+        parts.append(piece)
+        where[(a, b)] = (pos, pos + len(piece))
+        pos += len(piece)
         prev = b
     records: list[Span] = []
     for ra, rb in layout.records:
@@ -218,3 +219,37 @@ def reading_view(original: str, layout: Layout, units: Sequence[Span], kept: Seq
         if inside:
             records.append((inside[0][0], inside[-1][1]))
     return ReadingView("".join(parts), list(units), [where[u] for u in units if u in unit_set], records)
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _json_text(text: str) -> str:
+    body = text[1:-1] if len(text) >= 2 and text[0] == '"' and text[-1] == '"' else text
+    try:
+        value = json.loads(f'"{body}"')
+    except ValueError:
+        return body  # a number, a literal, or a sentence cut at an escape: as it is
+    return value if isinstance(value, str) else body
+
+
+_MD_MARKS = re.compile(r"^[ \t>]*(?:#{1,6}[ \t]+|[-*+][ \t]+|\d{1,9}[.)][ \t]+)?", re.M)
+_MD_PIPES = re.compile(r"[ \t]*\|[ \t]*")
+
+
+def _markdown_text(text: str) -> str:
+    lines = _MD_MARKS.sub("", text)
+    return _MD_PIPES.sub(" ", lines).strip(" ") if "|" in lines else lines
+
+
+_TAG = re.compile(r"<[^<>]*>")
+
+
+def _html_text(text: str) -> str:
+    import html
+
+    return html.unescape(_TAG.sub("", text))
+
+
+_READABLE: dict[str, Callable[[str], str]] = {"json": _json_text, "markdown": _markdown_text, "html": _html_text}
