@@ -133,11 +133,11 @@ def test_bad_rows_get_an_error_not_an_exception(pipeline: ragprune.Pipeline, row
 
 
 def test_ray_data_gives_the_in_process_results(ray_local: None, pipeline: ragprune.Pipeline) -> None:
-    rows = _cases(24)
+    rows = _cases(200)
     bad = [{"id": "bad-0", "query": None, "passages": ["a passage"]},
            {"id": "bad-1", "query": "q", "passages": []}]
     ds = ray.data.from_items(rows + bad)
-    out = {r["id"]: r for r in prune_dataset(ds, pipeline, batch_size=8, concurrency=1, num_cpus=1).take_all()}
+    out = {r["id"]: r for r in prune_dataset(ds, pipeline, batch_size=32, concurrency=1, num_cpus=1).take_all()}
     assert set(out) == {r["id"] for r in rows + bad}  # no row is left out
     for r in rows:
         _same(out[r["id"]], prune_row(pipeline, r))
