@@ -193,6 +193,13 @@ def looks_like_path(value: str) -> bool:
     return has_sep and not _HUB_ID.match(value)
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model``: the shipped pruner, a pruner directory or a stage/pipeline config file (prune, serve)."""
+    parser.add_argument("--model", default="default", metavar="MODEL",
+                        help="'default' (the shipped pruner, offline), a pruner directory, or a JSON file "
+                             "holding a stage or pipeline config() (default: %(default)s)")
+
+
 def check_model_path(option: str, value: str | None) -> None:
     """A model given as a path must exist (a hub id is left to the loader)."""
     if value is None or Path(value).expanduser().exists():

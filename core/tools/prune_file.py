@@ -28,6 +28,7 @@ from ..cli import (
     Command,
     CommandError,
     UsageError,
+    add_model_argument,
     check_counter,
     check_file,
     check_model_path,
@@ -46,9 +47,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: in this process; ray: Ray Data actors (pip install ragprune[ray]) "
                              "(default: %(default)s)")
-    parser.add_argument("--model", default="default", metavar="MODEL",
-                        help="'default' (the shipped pruner, offline), a pruner directory, or a JSON file "
-                             "holding a stage or pipeline config() (default: %(default)s)")
+    add_model_argument(parser)
     parser.add_argument("--budget", type=int_at_least(0), default=None, metavar="N",
                         help="keep at most N tokens of each row's passages")
     parser.add_argument("--counter", default="cl100k_base",

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import Command, UsageError, check_counter, check_model_path, int_at_least, number_in
+from ..cli import Command, UsageError, add_model_argument, check_counter, check_model_path, int_at_least, number_in
 
 __all__ = ["SERVE_COMMAND"]
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="default", metavar="MODEL",
-                        help="'default' (the shipped pruner, offline), a pruner directory, or a JSON file "
-                             "holding a stage or pipeline config() (default: %(default)s)")
+    add_model_argument(parser)
     parser.add_argument("--counter", default="cl100k_base",
                         help="token counter of budgets and counts, for a pruner directory (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")

@@ -16,6 +16,7 @@ one-line note saying so, never an empty text.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import OrderedDict
@@ -203,14 +204,8 @@ class ToolOutputPruner:
 
     async def aprune(self, text: str, query: Any, *, tool: str | None = None, context_tokens: int | None = None,
                      where: str = "tool_output") -> Outcome:
-        """Async :meth:`prune` (the pipeline runs in a worker thread)."""
-        skipped = self._skip(text, query, tool, context_tokens)
-        if skipped is not None:
-            return skipped
-        q = check_query(self.pipeline, query, type(self).__name__)
-        passages, parts, is_json = self._passages(text)
-        result = await self.pipeline.arun(q, passages)
-        return self.read(text, q, result, parts, is_json, tool=tool, where=where)
+        """Async :meth:`prune` (in a worker thread)."""
+        return await asyncio.to_thread(self.prune, text, query, tool=tool, context_tokens=context_tokens, where=where)
 
     def read(self, text: str, query: str | None, result: PipelineResult, parts: Sequence[tuple[int, int]],
              is_json: bool, *, tool: str | None, where: str) -> Outcome:
