@@ -279,6 +279,41 @@ def test_threshold_semantics(pruner: ProvencePruner) -> None:
     assert all("threshold 1.01" in d.reason for d in none.dropped)
 
 
+def test_passage_gate_drops_whole_passages_below_it(pruner: ProvencePruner, pruner_dir: Path,
+                                                    tmp_path: Path) -> None:
+    items = [Passage.from_text(t, i) for i, t in enumerate(PASSAGES)]
+    _, _, ranks = pruner.score(QUERY, [p.text for p in items])
+    probs = 1.0 / (1.0 + np.exp(-ranks))
+    gate = float(np.median(probs))
+    assert probs.min() < gate <= probs.max()  # the random rank head spreads the passages
+    gated = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, gate=gate).process(QUERY, items)
+    assert sorted(p.index for p in gated.passages) == [i for i in range(4) if probs[i] >= gate]
+    below = [d for d in gated.dropped if "passage gate" in d.reason]
+    assert sorted(d.index for d in below) == [i for i in range(4) if probs[i] < gate]
+    assert all(f"below the passage gate {gate:g}" in d.reason for d in below)
+    # kept passages are untouched by the gate (threshold 0 keeps every sentence)
+    assert all(p.text == p.original for p in gated.passages)
+    # the model's own gate is read from ragprune_pruner.json; 0 turns it off; bad values are refused
+    saved = tmp_path / "gated"
+    import shutil
+
+    shutil.copytree(pruner_dir, saved)
+    spec = json.loads((saved / FORMAT_FILE).read_text())
+    spec["gate"] = gate
+    (saved / FORMAT_FILE).write_text(json.dumps(spec))
+    from_file = ProvencePruner(saved, device="cpu", threshold=0.0)
+    assert from_file.gate == pytest.approx(gate) and "gate=" in repr(from_file)
+    assert [p.index for p in from_file.process(QUERY, items).passages] == [p.index for p in gated.passages]
+    assert ProvencePruner(saved, device="cpu", gate=0).gate is None
+    assert ProvencePruner(pruner_dir, device="cpu").gate is None  # older files have no gate
+    with pytest.raises(ValueError, match="gate"):
+        ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, gate=1.5)
+    spec["gate"] = -0.1
+    (saved / FORMAT_FILE).write_text(json.dumps(spec))
+    with pytest.raises((ValueError, ModelLoadError), match="gate"):
+        ProvencePruner(saved, device="cpu")
+
+
 def test_ranking_matches_one_at_a_time(pruner: ProvencePruner) -> None:
     res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, batch_size=3).process(QUERY,
                                                                                                       PASSAGES)

@@ -36,14 +36,18 @@ class PrunerSpec:
     max_length: int = 512
     threshold: float = DEFAULT_THRESHOLD
     format_version: int = FORMAT_VERSION
+    gate: float | None = None
+    """Passage gate: passages whose ranking probability (sigmoid of the ranking logit) is below it are
+    dropped whole, whatever their sentences score; ``None``: no gate (files without ``"gate"``)."""
 
     def __post_init__(self) -> None:
         check_choice("ranking", self.ranking, RANKINGS)
         object.__setattr__(self, "max_length", check_int("max_length", self.max_length, min=8))
         object.__setattr__(self, "threshold", check_number("threshold", self.threshold, finite=True))
+        object.__setattr__(self, "gate", check_number("gate", self.gate, min=0.0, max=1.0, allow_none=True))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": self.format_version,
             "ranking": self.ranking,
@@ -51,6 +55,9 @@ class PrunerSpec:
             "max_length": self.max_length,
             "threshold": self.threshold,
         }
+        if self.gate is not None:
+            out["gate"] = self.gate
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PrunerSpec:
@@ -63,7 +70,8 @@ class PrunerSpec:
         if str(labels.get("1", labels.get(1))) != "keep":
             raise ValueError(f"{FORMAT_FILE}: token label 1 must mean 'keep', got {labels!r}")
         return cls(ranking=str(data.get("ranking", "cls-linear")), max_length=int(data.get("max_length", 512)),
-                   threshold=float(data.get("threshold", DEFAULT_THRESHOLD)), format_version=version)
+                   threshold=float(data.get("threshold", DEFAULT_THRESHOLD)), format_version=version,
+                   gate=None if data.get("gate") is None else float(data["gate"]))
 
 
 def resolve_model_dir(name_or_path: str | os.PathLike[str], *, local_files_only: bool = False,

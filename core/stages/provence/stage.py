@@ -39,6 +39,10 @@ class ProvencePruner(TokenizerLock, BaseStage):
         threshold: keep sentences whose mean token relevance is ``>=`` this;
             default: the model's (0.1, as Provence uses).  0 keeps every
             sentence; above 1 keeps none.
+        gate: passage-level abstention: a passage whose ranking probability (the
+            sigmoid of its ranking logit) is below ``gate`` is dropped whole, with
+            the reason, whatever its sentences score; default: the model's
+            (``ragprune_pruner.json``'s ``"gate"``, none for older models); ``0`` turns it off.
         always_keep_first: also keep a passage's first sentence (a title) when
             any other sentence of it is kept.
         reorder: sort passages by ranking score (ties keep input order);
@@ -76,6 +80,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
         *,
         tokenizer: Any = None,
         threshold: float | None = None,
+        gate: float | None = None,
         always_keep_first: bool = False,
         reorder: bool = True,
         top_n: int | None = None,
@@ -91,6 +96,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
     ) -> None:
         top_n = renamed("top_k", top_k, "top_n", top_n)
         threshold = check_number("threshold", threshold, allow_none=True)
+        gate = check_number("gate", gate, min=0.0, max=1.0, allow_none=True)
         top_n = check_int("top_n", top_n, min=1, allow_none=True)
         budget = deprecated_stage_budget("ProvencePruner", budget)
         max_length = check_int("max_length", max_length, min=1, allow_none=True)
@@ -103,6 +109,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
         self.template = PairTemplate.from_tokenizer(tokenizer)
         spec = self.model.spec
         self.threshold = float(spec.threshold if threshold is None else threshold)
+        self.gate: float | None = spec.gate if gate is None else (gate or None)
         self.always_keep_first = bool(always_keep_first)
         self.reorder = bool(reorder)
         self.top_n = top_n
@@ -129,7 +136,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
         self._stats = PaddingStats()
 
     def __repr__(self) -> str:
-        return (f"ProvencePruner({self.source!r}, threshold={self.threshold:g}, top_n={self.top_n}, "
+        return (f"ProvencePruner({self.source!r}, threshold={self.threshold:g}, gate={self.gate}, top_n={self.top_n}, "
                 f"reorder={self.reorder}, always_keep_first={self.always_keep_first}, "
                 f"max_length={self.max_length}, device={str(self.model.device)!r})")
 
@@ -284,6 +291,23 @@ class ProvencePruner(TokenizerLock, BaseStage):
         return units, relevance, ranks
 
     # ----------------------------------------------------------------- pruning
+    def _prune_one(self, p: Passage, units: list[tuple[int, int]], means: np.ndarray) -> Passage | Dropped:
+        """One scored passage, pruned to its kept units, or its drop (passage gate, or no unit kept)."""
+        assert p.score is not None
+        if self.gate is not None and (prob := _sigmoid(p.score)) < self.gate:
+            return self._drop(p, f"nothing relevant: ranking probability {prob:.3g} below the passage gate "
+                                 f"{self.gate:g}")
+        keep = means >= self.threshold
+        if not keep.any():
+            best = float(means.max()) if len(means) else 0.0
+            return self._drop(p, f"no sentence reached threshold {self.threshold:g} "
+                                 f"(best sentence relevance {best:.3g})")
+        if self.always_keep_first:
+            keep[0] = True
+        if not keep.all():
+            p = p.keep_units([u for u, flag in zip(units, keep, strict=True) if flag])
+        return p
+
     def _process(self, query: str | None, passages: list[Passage]) -> StageOutput:
         assert query is not None
         units_of, relevance, ranks = self.unit_relevance(query, passages)
@@ -292,19 +316,11 @@ class ProvencePruner(TokenizerLock, BaseStage):
         for i, p in enumerate(passages):
             if p.is_blank:
                 continue
-            p = p.with_score(self.name, float(ranks[i]))
-            units, means = units_of[i], relevance[i]
-            keep = means >= self.threshold
-            if not keep.any():
-                best = float(means.max()) if len(means) else 0.0
-                dropped.append(self._drop(p, f"no sentence reached threshold {self.threshold:g} "
-                                             f"(best sentence relevance {best:.3g})"))
-                continue
-            if self.always_keep_first:
-                keep[0] = True
-            if not keep.all():
-                p = p.keep_units([u for u, flag in zip(units, keep, strict=True) if flag])
-            kept.append((float(ranks[i]), i, p))
+            out = self._prune_one(p.with_score(self.name, float(ranks[i])), units_of[i], relevance[i])
+            if isinstance(out, Dropped):
+                dropped.append(out)
+            else:
+                kept.append((float(ranks[i]), i, out))
         by_score = sorted(kept, key=lambda t: (-t[0], t[1]))
         if self.top_n is not None:
             for rank, t in enumerate(by_score[self.top_n :], start=self.top_n):
@@ -336,6 +352,10 @@ def _gather(n_calls: int, p_ids: list[list[np.ndarray]], p_offsets: list[list[np
         ranks[c][w.passage] = max(ranks[c][w.passage], rank)
     return [([s / np.maximum(k, 1.0) for s, k in zip(sums[c], counts[c], strict=True)], p_offsets[c], ranks[c])
             for c in range(n_calls)]
+
+
+def _sigmoid(x: float) -> float:
+    return float(0.5 * (1.0 + np.tanh(0.5 * x)))  # no overflow for large |x|
 
 
 def _view(p: Passage) -> ReadingView | None:
