@@ -14,6 +14,7 @@ from ragprune import sentence_spans
 from ragprune.cli import main
 from ragprune.training.cli import (
     ThresholdFigures,
+    choose_gate,
     choose_threshold,
     hotpot_examples,
     sentence_labels,
@@ -126,6 +127,33 @@ def test_choose_threshold_prefers_recall_under_the_keep_cap() -> None:
     assert choose_threshold(figs, max_keep=0.1).threshold == 0.3  # nothing fits: the sparsest
     with pytest.raises(ValueError):
         choose_threshold([], max_keep=0.3)
+
+
+def test_choose_gate_takes_the_highest_within_the_gold_loss() -> None:
+    def f(g: float | None, gold_lost: float) -> ThresholdFigures:
+        return ThresholdFigures(0.0, 0.5, 1.0, 1.0, 0.3, gold_lost, 10, gate=g)
+
+    figs = [f(None, 0.0), f(0.05, 0.0), f(0.1, 0.004), f(0.2, 0.02), f(0.3, 0.05)]
+    assert choose_gate(figs, max_gold_loss=0.01) == 0.1
+    assert choose_gate(figs, max_gold_loss=0.05) == 0.3
+    assert choose_gate([f(0.2, 0.02)], max_gold_loss=0.01) is None  # none fits: no gate
+    assert choose_gate([], max_gold_loss=0.01) is None
+
+
+def test_train_pruner_chooses_and_stores_a_gate(tmp_path: Path, tiny_data: Path, tiny_encoder: Path) -> None:
+    out = tmp_path / "gated"
+    rc, text = _train(out, tiny_data, tiny_encoder, "--epochs", "1", "--allow-low-recall", "--gates", "0.0", "1.0",
+                      "--max-gate-loss", "0.0")
+    assert rc == 0, text
+    summary = json.loads((out / "training_summary.json").read_text())
+    sweep = {f["gate"]: f for f in summary["gate_sweep"]}
+    assert sweep[0.0]["gold_passage_drop_rate"] <= sweep[1.0]["gold_passage_drop_rate"]
+    # gate 1.0 drops every passage (a probability is below 1), so only 0.0 loses no gold passage
+    assert sweep[1.0]["passage_drop_rate"] == 1.0
+    spec = json.loads((out / "ragprune_pruner.json").read_text())
+    assert summary["gate"] == spec["gate"] == 0.0
+    assert all(f["gate"] == 0.0 for f in summary["validation"])
+    assert "passage gate: 0" in text
 
 
 def test_train_pruner_command_end_to_end(tmp_path: Path, tiny_data: Path, tiny_encoder: Path) -> None:

@@ -37,7 +37,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -90,12 +90,15 @@ def sentence_labels(text: str, gold_spans: Sequence[tuple[int, int]]) -> tuple[i
     return tuple(int(v) for v in labels)
 
 
-def case_examples(case: Any, passages: Sequence[int] | None = None) -> list[Any]:
-    """Training examples of one ``QACase`` (all its passages, or those listed), passages with text only."""
+def case_examples(case: Any, passages: Sequence[int] | None = None, *, by_title: bool = True) -> list[Any]:
+    """Training examples of one ``QACase`` (all its passages, or those listed), passages with text only.
+
+    A passage is relevant when it holds a gold sentence or (``by_title``) carries a gold title.
+    """
     from .pruner import PrunerExample
 
     gold = case.gold_spans()
-    titles = set(case.gold_titles)
+    titles = set(case.gold_titles) if by_title else set()
     chosen = range(len(case.passages)) if passages is None else passages
     out = []
     for i in chosen:
@@ -149,6 +152,15 @@ def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Gene
     return out
 
 
+def ood_examples(cases: Sequence[Any]) -> list[Any]:
+    """Every passage of each out-of-domain case (:func:`ragprune.bench.ood.ood_cases`) as an example.
+
+    Only the passage holding the needle sentence is relevant: the other passages of
+    its document share its title and topic but do not answer, so titles do not count.
+    """
+    return [ex for case in cases for ex in case_examples(case, by_title=False)]
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -161,7 +173,8 @@ class ThresholdFigures:
     ``answer_retention``: questions whose answer string is still in the kept text,
     among those whose answer is in the original passages (yes/no answers skipped);
     ``passage_drop_rate`` / ``gold_passage_drop_rate``: passages (gold passages) with
-    no sentence kept.
+    no sentence kept; ``gate``: the passage gate applied (``None``: none), under which
+    passages whose ranking probability is lower are dropped whole.
     """
 
     threshold: float
@@ -171,6 +184,7 @@ class ThresholdFigures:
     passage_drop_rate: float
     gold_passage_drop_rate: float
     questions: int
+    gate: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +197,7 @@ class _Scored:
     tokens: np.ndarray  # [n] tokens per sentence
     gold: np.ndarray  # [n] bool: sentence overlaps a supporting sentence
     gold_spans: tuple[tuple[int, int], ...]
+    prob: float = 1.0  # ranking probability (sigmoid of the ranking logit)
 
 
 def _score_cases(pruner: Any, cases: Sequence[Any], counter: Any, progress: bool) -> list[_Scored]:
@@ -198,7 +213,7 @@ def _score_cases(pruner: Any, cases: Sequence[Any], counter: Any, progress: bool
     for qi, case in enumerate(cases):
         texts = [t for _, t in case.passages]
         live = [i for i, t in enumerate(texts) if t.strip()]
-        probs, offsets, _ = pruner.score(case.question, [texts[i] for i in live])
+        probs, offsets, ranks = pruner.score(case.question, [texts[i] for i in live])
         gold = case.gold_spans()
         for k, i in enumerate(live):
             p = Passage.from_text(texts[i], i)
@@ -210,7 +225,8 @@ def _score_cases(pruner: Any, cases: Sequence[Any], counter: Any, progress: bool
             g = np.zeros(len(u), dtype=bool)
             for a, b in spans:
                 g |= (u[:, 0] < b) & (u[:, 1] > a)
-            scored.append(_Scored(qi, i, texts[i], u, means, tokens, g, spans))
+            prob = float(0.5 * (1.0 + np.tanh(0.5 * float(ranks[k]))))
+            scored.append(_Scored(qi, i, texts[i], u, means, tokens, g, spans, prob))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -218,13 +234,14 @@ def _score_cases(pruner: Any, cases: Sequence[Any], counter: Any, progress: bool
     return scored
 
 
-def _figures(scored: Sequence[_Scored], cases: Sequence[Any], threshold: float) -> ThresholdFigures:
+def _figures(scored: Sequence[_Scored], cases: Sequence[Any], threshold: float,
+             gate: float | None = None) -> ThresholdFigures:
     kept_tokens = total_tokens = 0
     gold_total = gold_kept = 0
     dropped = gold_passages = gold_dropped = 0
     kept_text: dict[int, list[str]] = {}
     for s in scored:
-        keep = s.means >= threshold
+        keep = (s.means >= threshold) & (gate is None or s.prob >= gate)
         total_tokens += int(s.tokens.sum())
         kept_tokens += int(s.tokens[keep].sum())
         if not keep.any():
@@ -256,16 +273,31 @@ def _figures(scored: Sequence[_Scored], cases: Sequence[Any], threshold: float) 
         passage_drop_rate=dropped / max(1, len(scored)),
         gold_passage_drop_rate=gold_dropped / gold_passages if gold_passages else 0.0,
         questions=len(cases),
+        gate=gate,
     )
 
 
 def sweep_thresholds(pruner: Any, cases: Sequence[Any], thresholds: Sequence[float], *, counter: Any = None,
-                     progress: bool = False) -> list[ThresholdFigures]:
-    """Prune every passage of ``cases`` once with ``pruner`` and report figures at each threshold."""
+                     progress: bool = False, gates: Sequence[float | None] = (None,)) -> list[ThresholdFigures]:
+    """Prune every passage of ``cases`` once with ``pruner`` and report figures at each threshold (and gate).
+
+    The model runs once; figures follow for every pair of ``gates`` x ``thresholds``,
+    gate by gate in the order given, thresholds ascending.
+    """
     from ..text.tokens import get_counter
 
     scored = _score_cases(pruner, cases, get_counter(counter), progress)
-    return [_figures(scored, cases, float(t)) for t in sorted(thresholds)]
+    return [_figures(scored, cases, float(t), g) for g in gates for t in sorted(thresholds)]
+
+
+def choose_gate(figures: Sequence[ThresholdFigures], *, max_gold_loss: float) -> float | None:
+    """The highest gate whose figures drop at most ``max_gold_loss`` of the gold passages (``None``: no gate fits).
+
+    ``figures`` are those of each gate at one threshold (the lowest swept), so the
+    loss counted is the gate's own.
+    """
+    ok = [f.gate for f in figures if f.gate is not None and f.gold_passage_drop_rate <= max_gold_loss]
+    return max(ok) if ok else None
 
 
 def choose_threshold(figures: Sequence[ThresholdFigures], *, max_keep: float) -> ThresholdFigures:
@@ -354,6 +386,18 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offtopic", type=int_at_least(0), default=0,
                    help="passages of other questions paired with each question as irrelevant, drawn with --seed "
                         "(default: %(default)s)")
+    p.add_argument("--ood", type=int_at_least(0), default=0, metavar="N",
+                   help="also train on N out-of-domain cases (ragprune.bench.ood, training documents and fact "
+                        "templates: facts inserted into essays, same-document and other-document passages) "
+                        "(default: %(default)s)")
+    p.add_argument("--ood-val", type=int_at_least(0), default=0, metavar="M",
+                   help="M further out-of-domain training-split cases join the HotpotQA hold-out in validation, "
+                        "so the default threshold and gate are chosen on both (default: %(default)s)")
+    p.add_argument("--gates", type=number_in(0.0, 1.0), nargs="*", default=[], metavar="G",
+                   help="passage gates measured on validation; the highest that drops at most --max-gate-loss of "
+                        "the gold passages becomes the model's gate (default: none, no gate)")
+    p.add_argument("--max-gate-loss", type=number_in(0.0, 1.0), default=0.01,
+                   help="share of gold passages the chosen gate may drop on validation (default: %(default)s)")
     p.add_argument("--thresholds", type=number_in(0.0, 1.0), nargs="+", default=list(DEFAULT_THRESHOLDS),
                    metavar="T", help="thresholds measured on validation (default: %(default)s)")
     p.add_argument("--max-keep", type=number_in(0.0, 1.0, low_open=True), default=0.33,
@@ -429,12 +473,15 @@ def _to_fp16(directory: Path) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
-def _set_threshold(directory: Path, threshold: float) -> None:
+def _set_threshold(directory: Path, threshold: float, gate: float | None = None) -> None:
     from ..stages.provence import FORMAT_FILE
 
     spec_path = directory / FORMAT_FILE
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     spec["threshold"] = float(threshold)
+    spec.pop("gate", None)
+    if gate is not None:
+        spec["gate"] = float(gate)
     spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
 
@@ -463,8 +510,11 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     train_examples = hotpot_examples(train_cases, negatives=args.negatives, rng=rng, offtopic=args.offtopic)
     val_examples = hotpot_examples(val_cases, negatives=args.negatives, rng=np.random.default_rng(args.seed + 1),
                                    offtopic=args.offtopic)
-    print(f"train: {len(train_cases)} questions, {len(train_examples)} pairs; validation: {len(val_cases)} "
-          f"questions", file=out, flush=True)
+    ood_train, ood_val = _ood_cases(args)
+    train_examples += ood_examples(ood_train)
+    val_examples += ood_examples(ood_val)
+    print(f"train: {len(train_cases)} questions + {len(ood_train)} out-of-domain cases, {len(train_examples)} "
+          f"pairs; validation: {len(val_cases)} questions + {len(ood_val)} out-of-domain cases", file=out, flush=True)
     out_dir = Path(args.out)
     result = train_pruner(train_examples, base_model=base, output_dir=out_dir, epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, max_length=args.max_length,
@@ -478,7 +528,7 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
         "data": Path(data).name, "base_model": _describe_base(base, args.base_model is None),
         "start_question": args.start_question, "train_questions": len(train_cases),
         "train_pairs": len(train_examples), "val_questions": len(val_cases), "negatives": args.negatives,
-        "offtopic": args.offtopic,
+        "offtopic": args.offtopic, "ood_cases": len(ood_train), "ood_val_cases": len(ood_val),
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "max_length": args.max_length, "rank_weight": args.rank_weight, "group_by_length": args.group_by_length,
         "steps": result.steps,
@@ -486,7 +536,8 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     }
     if args.fp16:
         _to_fp16(out_dir)
-    chosen = _validate_and_choose(args, out_dir, val_cases, summary, out) if val_cases else None
+    val_sets = {name: c for name, c in (("hotpotqa", val_cases), ("ood", ood_val)) if c}
+    chosen = _validate_and_choose(args, out_dir, val_sets, summary, out) if val_sets else None
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"saved {out_dir} ({result.steps} steps, {summary['total_seconds']} s)", file=out, flush=True)
@@ -494,6 +545,17 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
         warn_low_recall(chosen, args.min_recall, allowed=args.allow_low_recall)
         return 0 if args.allow_low_recall else EXIT_LOW_RECALL
     return 0
+
+
+def _ood_cases(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+    """``--ood`` training cases and ``--ood-val`` validation cases: distinct cases of the generator's training split."""
+    n, m = int(getattr(args, "ood", 0) or 0), int(getattr(args, "ood_val", 0) or 0)
+    if not n and not m:
+        return [], []
+    from ..bench.ood import ood_cases
+
+    cases = ood_cases("train", n + m, seed=args.seed)
+    return list(cases[:n]), list(cases[n:])
 
 
 def low_recall(chosen: ThresholdFigures, floor: float) -> bool:
@@ -509,27 +571,63 @@ def warn_low_recall(chosen: ThresholdFigures, floor: float, *, allowed: bool, er
           f"but prunes away most of the evidence; {then}", file=err or sys.stderr, flush=True)
 
 
-def _validate_and_choose(args: argparse.Namespace, out_dir: Path, val_cases: Sequence[Any],
-                         summary: dict[str, Any], out: TextIO) -> ThresholdFigures:
-    """Sweep the thresholds on the held-out questions, store the chosen one and print the table."""
-    from ..stages.provence import ProvencePruner
+def _pooled(scored: Mapping[str, list[_Scored]], sets: Mapping[str, Sequence[Any]]) -> tuple[list[_Scored], list[Any]]:
+    """The scored passages and cases of several validation sets as one set (question numbers shifted)."""
+    import dataclasses
 
-    pruner = ProvencePruner(out_dir, device=args.device, local_files_only=True)
-    figures = sweep_thresholds(pruner, val_cases, args.thresholds, counter=args.counter, progress=args.progress)
+    pooled: list[_Scored] = []
+    cases: list[Any] = []
+    for name, these in sets.items():
+        pooled.extend(dataclasses.replace(s, question=s.question + len(cases)) for s in scored[name])
+        cases.extend(these)
+    return pooled, cases
+
+
+def _validate_and_choose(args: argparse.Namespace, out_dir: Path, val_sets: Mapping[str, Sequence[Any]],
+                         summary: dict[str, Any], out: TextIO) -> ThresholdFigures:
+    """Sweep gates and thresholds on the held-out sets pooled, store the chosen ones and print the table."""
+    from ..stages.provence import ProvencePruner
+    from ..text.tokens import get_counter
+
+    pruner = ProvencePruner(out_dir, device=args.device, local_files_only=True, gate=0)
+    counter = get_counter(args.counter)
+    scored = {name: _score_cases(pruner, cases, counter, args.progress) for name, cases in val_sets.items()}
+    pooled, cases = _pooled(scored, val_sets)
+    thresholds = sorted(float(t) for t in args.thresholds)
+    gate: float | None = None
+    if args.gates:
+        gated = [_figures(pooled, cases, thresholds[0], float(g)) for g in sorted(args.gates)]
+        gate = choose_gate(gated, max_gold_loss=args.max_gate_loss)
+        summary["gate_sweep"] = [asdict(f) for f in gated]
+    figures = [_figures(pooled, cases, t, gate) for t in thresholds]
     chosen = choose_threshold(figures, max_keep=args.max_keep)
-    _set_threshold(out_dir, chosen.threshold)
+    _set_threshold(out_dir, chosen.threshold, gate)
     summary["validation"] = [asdict(f) for f in figures]
+    if len(val_sets) > 1:
+        summary["validation_by_set"] = {name: [asdict(_figures(scored[name], c, t, gate)) for t in thresholds]
+                                        for name, c in val_sets.items()}
     summary["threshold"] = chosen.threshold
+    summary["gate"] = gate
     summary["min_recall"] = args.min_recall
     summary["low_recall"] = low_recall(chosen, args.min_recall)
+    _print_figures(figures, chosen, out)
+    if gate is not None:
+        print(f"passage gate: {gate:g} (ranking probability)", file=out)
+    if len(val_sets) > 1:
+        for name, c in val_sets.items():
+            print(f"-- {name} ({len(c)} cases)", file=out)
+            _print_figures([_figures(scored[name], c, t, gate) for t in thresholds], None, out)
+    return chosen
+
+
+def _print_figures(figures: Sequence[ThresholdFigures], chosen: ThresholdFigures | None, out: TextIO) -> None:
     print("threshold  tokens kept  sentence recall  answer kept  passages dropped  gold passages dropped",
           file=out)
     for f in figures:
-        mark = "  <- default" if f is chosen else ""
+        mark = "  <- default" if chosen is not None and f.threshold == chosen.threshold else ""
         print(f"{f.threshold:9.3f}  {f.token_keep_rate:11.3f}  {f.sentence_recall:15.3f}  "
               f"{f.answer_retention:11.3f}  {f.passage_drop_rate:16.3f}  {f.gold_passage_drop_rate:21.3f}{mark}",
               file=out)
-    return chosen
 
 
 def _run(args: argparse.Namespace, out: TextIO | None = None) -> int:
