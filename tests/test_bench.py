@@ -21,6 +21,8 @@ from ragprune.bench import (
     write_all,
 )
 from ragprune.bench.methods import (
+    METHOD_NAMES,
+    GatedSentenceSelectorMethod,
     LexicalRerankerMethod,
     MethodConfig,
     NoCompression,
@@ -194,6 +196,32 @@ def test_sentence_selector_sweep_equals_stage(tiny_sequence_classifier: Path) ->
         assert got == expected, t
         seen_partial |= any(k is not None and k != ((0, len(p.text)),) for k, p in zip(got, passages, strict=True))
     assert seen_partial
+
+
+def test_gated_sentence_selector_uses_neighbours_and_drops_gated_passages(tiny_sequence_classifier: Path) -> None:
+    from ragprune import CrossEncoderModel, SentenceSelector
+
+    passages = [Passage.from_text(t, i) for i, t in enumerate(TEXTS)]
+    model = CrossEncoderModel(tiny_sequence_classifier, device="cpu", activation="none")
+    own = np.asarray(model.score_pairs(QUERY, [p.text for p in passages]), dtype=np.float64)
+    gate = float(np.median(own[[not p.is_blank for p in passages]]))
+    method = GatedSentenceSelectorMethod(tiny_sequence_classifier, gate=gate, device="cpu", local_files_only=True)
+    assert method.name in METHOD_NAMES
+    method.load()
+    scores = method.score(QUERY, passages)
+    context = SentenceSelector(model, threshold=0.0, context_window=1)
+    for j, p in enumerate(passages):
+        if p.is_blank:
+            continue
+        if own[j] <= gate:  # gated: dropped at every threshold
+            assert np.isneginf(scores.scores[j]).all()
+            assert method.select(scores, passages, -1e9)[j] is None
+        else:  # sentences scored with their neighbours, as SentenceSelector(context_window=1) does
+            units = p.units("sentence")
+            want = context.score_texts(QUERY, context._context_texts(p, units))
+            np.testing.assert_allclose(scores.scores[j], want, rtol=1e-5, atol=1e-5)
+    live = np.asarray([not p.is_blank for p in passages])
+    assert any(own[live] <= gate) and any(own[live] > gate)
 
 
 def test_reranker_sweep_equals_stage(tiny_sequence_classifier: Path) -> None:

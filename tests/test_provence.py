@@ -305,6 +305,13 @@ def test_passage_gate_drops_whole_passages_below_it(pruner: ProvencePruner, prun
     assert from_file.gate == pytest.approx(gate) and "gate=" in repr(from_file)
     assert [p.index for p in from_file.process(QUERY, items).passages] == [p.index for p in gated.passages]
     assert ProvencePruner(saved, device="cpu", gate=0).gate is None
+    # ragprune bench's provence method applies the model's gate at every threshold, as the stage does
+    from ragprune.bench.methods import ProvenceMethod
+
+    method = ProvenceMethod(saved, device="cpu")
+    method.load()
+    kept = method.select(method.score(QUERY, items), items, 0.0)
+    assert [j for j, k in enumerate(kept) if k is not None] == sorted(p.index for p in gated.passages)
     assert ProvencePruner(pruner_dir, device="cpu").gate is None  # older files have no gate
     with pytest.raises(ValueError, match="gate"):
         ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, gate=1.5)

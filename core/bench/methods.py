@@ -226,6 +226,30 @@ class SentenceSelectorMethod(_ModelStageMethod):
         return _select_sentences(scores, passages, point)
 
 
+class GatedSentenceSelectorMethod(SentenceSelectorMethod):
+    """The cross-encoder as a sentence selector at its best settings: each sentence scored with its
+    neighbours as context, and a passage gate (a passage whose own logit is at or below ``gate`` is
+    dropped whole); swept over the sentence logit threshold.  Two passes: sentences, then passages."""
+
+    name = "sentence-selector-context"
+    points = (-6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
+    default = -1.0
+
+    def __init__(self, model: Any, *, gate: float = -4.0, **options: Any) -> None:
+        super().__init__(model, context_window=1, **options)
+        self.gate = float(gate)
+
+    def score(self, query: str, passages: list[Passage]) -> SentenceScores:
+        s = super().score(query, passages)
+        live = [j for j, u in enumerate(s.units) if u]
+        logits = self.stage.score_texts(query, [passages[j].text for j in live]) if live else []
+        scores = list(s.scores)
+        for j, logit in zip(live, logits, strict=True):
+            if float(logit) <= self.gate:
+                scores[j] = np.full(len(scores[j]), -np.inf)
+        return SentenceScores(s.units, tuple(scores))
+
+
 def _pruner_threshold(model: Any) -> float | None:
     """The threshold saved with a local pruner directory, if there is one."""
     import json
@@ -262,7 +286,11 @@ class ProvenceMethod(_ModelStageMethod):
         return ProvencePruner(self._model, **self._options)
 
     def score(self, query: str, passages: list[Passage]) -> SentenceScores:
-        units, scores, _ = self.stage.unit_relevance(query, passages)  # what the stage itself reads
+        units, scores, ranks = self.stage.unit_relevance(query, passages)  # what the stage itself reads
+        gate = self.stage.gate
+        if gate is not None:  # the stage's passage gate drops a passage whatever the threshold
+            probs = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(ranks, dtype=np.float64)))
+            scores = [np.full(len(sc), -np.inf) if pr < gate else sc for sc, pr in zip(scores, probs, strict=True)]
         return SentenceScores(tuple(tuple(u) for u in units), tuple(scores))
 
     def select(self, scores: SentenceScores, passages: list[Passage], point: float) -> list[Kept]:
@@ -734,6 +762,7 @@ METHOD_NAMES: tuple[str, ...] = (
     "none",
     "embedding-filter",
     "sentence-selector",
+    "sentence-selector-context",
     "cross-encoder",
     "provence",
     "token-classifier",
@@ -804,6 +833,8 @@ _BUILDERS: dict[str, Callable[[MethodConfig], BaseMethod]] = {
                                                              local_files_only=True),
     "sentence-selector": lambda config: SentenceSelectorMethod(_cross_encoder(config), device=config.device,
                                                                local_files_only=True),
+    "sentence-selector-context": lambda config: GatedSentenceSelectorMethod(
+        _cross_encoder(config), device=config.device, local_files_only=True),
     "cross-encoder": lambda config: RerankerMethod(_cross_encoder(config), device=config.device,
                                                    local_files_only=True),
     "provence": _build_provence,
