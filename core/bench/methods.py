@@ -200,7 +200,7 @@ class SentenceSelectorMethod(_ModelStageMethod):
     name = "sentence-selector"
     level = "sentence"
     parameter = "threshold"
-    points = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0)
+    points: tuple[float, ...] = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0)
     default = -2.0
 
     def __init__(self, model: Any, *, activation: str = "none", context_window: int = 0, **options: Any) -> None:
@@ -232,7 +232,7 @@ class GatedSentenceSelectorMethod(SentenceSelectorMethod):
     dropped whole); swept over the sentence logit threshold.  Two passes: sentences, then passages."""
 
     name = "sentence-selector-context"
-    points = (-6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
+    points: tuple[float, ...] = (-6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
     default = -1.0
 
     def __init__(self, model: Any, *, gate: float = -4.0, **options: Any) -> None:
