@@ -16,6 +16,7 @@ from ...passage import BaseStage, Dropped, Passage, StageOutput
 from ...runtime.batching import PaddingStats, length_sorted_batches, packed_batches
 from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
 from ...runtime.locks import TokenizerLock
+from ...runtime.tokenize import token_ids_and_offsets
 from ...runtime.validation import check_int, check_number, renamed
 from ...text.tokens import TokenCounter, get_counter
 from ...text.units import ReadingView, reading_view
@@ -158,12 +159,8 @@ class ProvencePruner(TokenizerLock, BaseStage):
 
     # ----------------------------------------------------------------- scoring
     def _tokenize(self, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        with self._lock:
-            enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
-                                 return_attention_mask=False, return_token_type_ids=False, verbose=False)
-        ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
-        offs = [np.asarray(x, dtype=np.int64).reshape(-1, 2) for x in enc["offset_mapping"]]
-        return ids, offs
+        with self._lock:  # long texts piece by piece, so memory stays flat in their length
+            return token_ids_and_offsets(self.tokenizer, texts)
 
     def score(self, query: str, texts: Sequence[str], records: Sequence[Sequence[tuple[int, int]]] | None = None,
               ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
