@@ -321,6 +321,26 @@ def test_passage_gate_drops_whole_passages_below_it(pruner: ProvencePruner, prun
         ProvencePruner(saved, device="cpu")
 
 
+def test_int8_quantization_is_close_and_leaves_the_float_model_alone(pruner: ProvencePruner) -> None:
+    before = {k: v.clone() for k, v in pruner.model.state_dict().items()}
+    q = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, quantize="int8")
+    assert "quantize='int8'" in repr(q) and q.quantize == "int8"
+    linears = [m for m in q.model.modules() if type(m).__name__ == "Linear"]
+    assert linears and all("quantized.dynamic" in type(m).__module__ for m in linears)  # every one in int8
+    assert all(torch.equal(v, pruner.model.state_dict()[k]) for k, v in before.items())  # float model untouched
+    assert any(type(m).__name__ == "Linear" for m in pruner.model.modules())
+    texts = PASSAGES
+    fp, _, fr = pruner.score(QUERY, texts)
+    qp, _, qr = q.score(QUERY, texts)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(fp, qp, strict=True)) < 0.2
+    assert np.abs(fr - qr).max() < 0.5
+    out = q.process(QUERY, [Passage.from_text(t, i) for i, t in enumerate(texts)])
+    for p in out.passages:
+        check_extractive(p)
+    with pytest.raises(ValueError, match="quantize"):
+        ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, quantize="int4")
+
+
 def test_ranking_matches_one_at_a_time(pruner: ProvencePruner) -> None:
     res = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, threshold=0.0, batch_size=3).process(QUERY,
                                                                                                       PASSAGES)

@@ -154,6 +154,33 @@ def test_train_pruner_chooses_and_stores_a_gate(tmp_path: Path, tiny_data: Path,
     assert summary["gate"] == spec["gate"] == 0.0
     assert all(f["gate"] == 0.0 for f in summary["validation"])
     assert "passage gate: 0" in text
+    # the int8 model's own threshold and gate, calibrated on the same validation, are stored and used
+    assert set(spec["int8"]) == {"threshold", "gate"} and summary["int8"]["threshold"] == spec["int8"]["threshold"]
+    from ragprune import ProvencePruner
+
+    q = ProvencePruner(out, device="cpu", quantize="int8")
+    assert q.threshold == pytest.approx(spec["int8"]["threshold"]) and q.gate == spec["int8"]["gate"]
+    assert ProvencePruner(out, device="cpu").threshold == pytest.approx(spec["threshold"])
+    assert "int8: threshold" in text
+
+
+def test_matching_setting_keeps_the_asked_share() -> None:
+    from ragprune.training.cli import _Scored, matching_setting
+
+    rng = np.random.default_rng(0)
+    scored = []
+    for q in range(20):
+        n = int(rng.integers(1, 6))
+        means = rng.random(n)
+        scored.append(_Scored(q, 0, "x", np.zeros((n, 2), dtype=np.int64), means, rng.integers(5, 40, n),
+                              np.zeros(n, dtype=bool), (), float(rng.random())))
+    total = sum(int(s.tokens.sum()) for s in scored)
+    for want in (0.1, 0.35, 0.8):
+        t, g = matching_setting(scored, keep_rate=want, gate_drop_rate=None)
+        kept = sum(int(s.tokens[s.means >= t].sum()) for s in scored)
+        assert g is None and want <= kept / total < want + 40 / total  # the first sentence that reaches it
+    t, g = matching_setting(scored, keep_rate=0.3, gate_drop_rate=0.25)
+    assert g is not None and sum(s.prob < g for s in scored) == 5  # a quarter of 20 passages gated
 
 
 def test_train_pruner_command_end_to_end(tmp_path: Path, tiny_data: Path, tiny_encoder: Path) -> None:

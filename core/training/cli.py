@@ -290,6 +290,28 @@ def sweep_thresholds(pruner: Any, cases: Sequence[Any], thresholds: Sequence[flo
     return [_figures(scored, cases, float(t), g) for g in gates for t in sorted(thresholds)]
 
 
+def matching_setting(scored: Sequence[_Scored], *, keep_rate: float, gate_drop_rate: float | None,
+                     ) -> tuple[float, float | None]:
+    """The threshold (and gate) at which ``scored`` keeps ``keep_rate`` of the tokens (and gates
+    ``gate_drop_rate`` of the passages): how a quantized model is calibrated against the float one."""
+    gate: float | None = None
+    if gate_drop_rate is not None:
+        probs = np.sort(np.asarray([s.prob for s in scored], dtype=np.float64))
+        k = int(round(gate_drop_rate * len(probs)))
+        gate = float(probs[k]) if k < len(probs) else float(np.nextafter(probs[-1], np.inf))
+        gate = min(max(gate, 0.0), 1.0)
+    means = np.concatenate([s.means for s in scored if gate is None or s.prob >= gate] or [np.zeros(0)])
+    tokens = np.concatenate([s.tokens for s in scored if gate is None or s.prob >= gate] or [np.zeros(0)])
+    total = sum(int(s.tokens.sum()) for s in scored)
+    if not len(means) or total == 0:
+        return 1.0, gate
+    order = np.argsort(-means, kind="stable")
+    cum = np.cumsum(tokens[order])
+    j = int(np.searchsorted(cum, keep_rate * total, side="left"))
+    threshold = float(means[order[min(j, len(order) - 1)]])
+    return threshold, gate
+
+
 def choose_gate(figures: Sequence[ThresholdFigures], *, max_gold_loss: float) -> float | None:
     """The highest gate whose figures drop at most ``max_gold_loss`` of the gold passages (``None``: no gate fits).
 
@@ -398,6 +420,9 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
                         "the gold passages becomes the model's gate (default: none, no gate)")
     p.add_argument("--max-gate-loss", type=number_in(0.0, 1.0), default=0.01,
                    help="share of gold passages the chosen gate may drop on validation (default: %(default)s)")
+    p.add_argument("--no-int8", dest="int8", action="store_false",
+                   help="skip calibrating the int8 model's threshold and gate (ProvencePruner(quantize='int8')) "
+                        "on validation (default: calibrated, int8=%(default)s)")
     p.add_argument("--thresholds", type=number_in(0.0, 1.0), nargs="+", default=list(DEFAULT_THRESHOLDS),
                    metavar="T", help="thresholds measured on validation (default: %(default)s)")
     p.add_argument("--max-keep", type=number_in(0.0, 1.0, low_open=True), default=0.33,
@@ -608,6 +633,8 @@ def _validate_and_choose(args: argparse.Namespace, out_dir: Path, val_sets: Mapp
                                         for name, c in val_sets.items()}
     summary["threshold"] = chosen.threshold
     summary["gate"] = gate
+    if getattr(args, "int8", False):
+        _calibrate_int8(args, out_dir, val_sets, scored, chosen, summary, out)
     summary["min_recall"] = args.min_recall
     summary["low_recall"] = low_recall(chosen, args.min_recall)
     _print_figures(figures, chosen, out)
@@ -618,6 +645,33 @@ def _validate_and_choose(args: argparse.Namespace, out_dir: Path, val_sets: Mapp
             print(f"-- {name} ({len(c)} cases)", file=out)
             _print_figures([_figures(scored[name], c, t, gate) for t in thresholds], None, out)
     return chosen
+
+
+def _calibrate_int8(args: argparse.Namespace, out_dir: Path, val_sets: Mapping[str, Sequence[Any]],
+                    scored: Mapping[str, list[_Scored]], chosen: ThresholdFigures, summary: dict[str, Any],
+                    out: TextIO) -> None:
+    """The int8 model's threshold and gate: those keeping the float default's share of tokens and passages."""
+    from ..stages.provence import ProvencePruner
+    from ..text.tokens import get_counter
+
+    pooled, cases = _pooled(scored, val_sets)
+    gate = chosen.gate
+    gated = None if gate is None else sum(s.prob < gate for s in pooled) / max(1, len(pooled))
+    q = ProvencePruner(out_dir, device="cpu", local_files_only=True, gate=0, quantize="int8")
+    counter = get_counter(args.counter)
+    q_scored = {name: _score_cases(q, c, counter, args.progress) for name, c in val_sets.items()}
+    q_pooled, _ = _pooled(q_scored, val_sets)
+    threshold, q_gate = matching_setting(q_pooled, keep_rate=chosen.token_keep_rate, gate_drop_rate=gated)
+    figures = _figures(q_pooled, cases, threshold, q_gate)
+    spec_path = out_dir / "ragprune_pruner.json"
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    spec["int8"] = {"threshold": threshold, "gate": q_gate}
+    spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    summary["int8"] = {"threshold": threshold, "gate": q_gate, "validation": asdict(figures),
+                       "float_validation": asdict(chosen)}
+    print(f"int8: threshold {threshold:.4g}, gate {q_gate}: tokens kept {figures.token_keep_rate:.3f} "
+          f"(float {chosen.token_keep_rate:.3f}), sentence recall {figures.sentence_recall:.3f} "
+          f"(float {chosen.sentence_recall:.3f})", file=out)
 
 
 def _print_figures(figures: Sequence[ThresholdFigures], chosen: ThresholdFigures | None, out: TextIO) -> None:

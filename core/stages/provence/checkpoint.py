@@ -39,12 +39,20 @@ class PrunerSpec:
     gate: float | None = None
     """Passage gate: passages whose ranking probability (sigmoid of the ranking logit) is below it are
     dropped whole, whatever their sentences score; ``None``: no gate (files without ``"gate"``)."""
+    int8_threshold: float | None = None
+    """The threshold of the int8 model (``quantize="int8"``), calibrated to keep the same share of tokens as
+    ``threshold`` does in float; ``None``: not calibrated (``threshold`` is used)."""
+    int8_gate: float | None = None
+    """The passage gate of the int8 model, calibrated like ``int8_threshold``."""
 
     def __post_init__(self) -> None:
         check_choice("ranking", self.ranking, RANKINGS)
         object.__setattr__(self, "max_length", check_int("max_length", self.max_length, min=8))
         object.__setattr__(self, "threshold", check_number("threshold", self.threshold, finite=True))
-        object.__setattr__(self, "gate", check_number("gate", self.gate, min=0.0, max=1.0, allow_none=True))
+        for name in ("gate", "int8_gate"):
+            object.__setattr__(self, name, check_number(name, getattr(self, name), min=0.0, max=1.0, allow_none=True))
+        object.__setattr__(self, "int8_threshold", check_number("int8_threshold", self.int8_threshold,
+                                                                finite=True, allow_none=True))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -57,6 +65,8 @@ class PrunerSpec:
         }
         if self.gate is not None:
             out["gate"] = self.gate
+        if self.int8_threshold is not None:
+            out["int8"] = {"threshold": self.int8_threshold, "gate": self.int8_gate}
         return out
 
     @classmethod
@@ -66,12 +76,20 @@ class PrunerSpec:
         version = int(data.get("format_version", 0))
         if version > FORMAT_VERSION:
             raise ValueError(f"{FORMAT_FILE} has format_version {version}; this ragprune reads up to {FORMAT_VERSION}")
+        int8 = data.get("int8") or {}
+        if not isinstance(int8, dict):
+            raise ValueError(f"{FORMAT_FILE}: 'int8' must be an object, got {int8!r}")
         labels = data.get("token_labels", {"0": "drop", "1": "keep"})
         if str(labels.get("1", labels.get(1))) != "keep":
             raise ValueError(f"{FORMAT_FILE}: token label 1 must mean 'keep', got {labels!r}")
         return cls(ranking=str(data.get("ranking", "cls-linear")), max_length=int(data.get("max_length", 512)),
                    threshold=float(data.get("threshold", DEFAULT_THRESHOLD)), format_version=version,
-                   gate=None if data.get("gate") is None else float(data["gate"]))
+                   gate=_optional_float(data.get("gate")), int8_threshold=_optional_float(int8.get("threshold")),
+                   int8_gate=_optional_float(int8.get("gate")))
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def resolve_model_dir(name_or_path: str | os.PathLike[str], *, local_files_only: bool = False,

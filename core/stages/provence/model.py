@@ -98,7 +98,8 @@ class PrunerModel(nn.Module):
             hidden = out.last_hidden_state
             assert self.rank_head is not None
             rank = self.rank_head(hidden[:, 0]).squeeze(-1)
-        hidden = hidden.to(self.token_head.weight.dtype)
+        weight = self.token_head.weight  # a method, not a tensor, once the head is dynamically quantized
+        hidden = hidden.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32)
         return PrunerOutput(self.token_head(hidden), rank)
 
     # ------------------------------------------------------------------ saving
