@@ -318,6 +318,12 @@ def test_build_methods_validates_names() -> None:
     saved = json.loads((DEFAULT_PRUNER_PATH / "ragprune_pruner.json").read_text())["threshold"]
     assert (provence.name, none.name) == ("provence", "none")
     assert provence.default_point() == saved and saved in provence.points
+    # provence-int8: the same pruner quantized, at its int8 threshold when the model has one
+    (q,) = build_methods(["provence-int8"])
+    spec = json.loads((DEFAULT_PRUNER_PATH / "ragprune_pruner.json").read_text())
+    assert q.name == "provence-int8" and q.default_point() == (spec.get("int8") or {}).get("threshold", saved)
+    q.load()
+    assert q.stage.quantize == "int8"
     # a method whose model is missing is skipped with a warning, not an error
     assert [m.name for m in build_methods(["sentence-selector", "none"],
                                           MethodConfig(assets_dir="/nonexistent"))] == ["none"]

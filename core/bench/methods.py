@@ -250,8 +250,8 @@ class GatedSentenceSelectorMethod(SentenceSelectorMethod):
         return SentenceScores(s.units, tuple(scores))
 
 
-def _pruner_threshold(model: Any) -> float | None:
-    """The threshold saved with a local pruner directory, if there is one."""
+def _pruner_threshold(model: Any, quantize: str | None = None) -> float | None:
+    """The threshold saved with a local pruner directory (its int8 one for ``quantize="int8"``), if any."""
     import json
 
     from ..stages.provence import FORMAT_FILE
@@ -259,7 +259,9 @@ def _pruner_threshold(model: Any) -> float | None:
     path = Path(str(model)) / FORMAT_FILE
     if not path.is_file():
         return None
-    value = json.loads(path.read_text(encoding="utf-8")).get("threshold")
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    value = (spec.get("int8") or {}).get("threshold") if quantize == "int8" else None
+    value = spec.get("threshold") if value is None else value
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -275,7 +277,9 @@ class ProvenceMethod(_ModelStageMethod):
 
     def __init__(self, model: Any, **options: Any) -> None:
         super().__init__(model, **options)
-        own = _pruner_threshold(model)  # the default setting is the model's own threshold
+        if options.get("quantize"):
+            self.name = f"provence-{options['quantize']}"
+        own = _pruner_threshold(model, options.get("quantize"))  # the default is the model's own threshold
         if own is not None:
             self.default = own
             self.points = tuple(sorted({*self.points, own}))
@@ -765,6 +769,7 @@ METHOD_NAMES: tuple[str, ...] = (
     "sentence-selector-context",
     "cross-encoder",
     "provence",
+    "provence-int8",
     "token-classifier",
     "langchain-embeddings-filter",
     "langchain-cross-encoder",
@@ -812,6 +817,13 @@ def _build_provence(config: MethodConfig) -> BaseMethod:
     return ProvenceMethod(config.pruner, device=config.device, local_files_only=True)
 
 
+def _build_provence_int8(config: MethodConfig) -> BaseMethod:
+    from ..defaults import DEFAULT_PRUNER_PATH
+
+    return ProvenceMethod(config.pruner or DEFAULT_PRUNER_PATH, device="cpu", local_files_only=True,
+                          quantize="int8")
+
+
 def _build_query_token_compressor(config: MethodConfig) -> BaseMethod:
     if config.student is None:
         raise MethodUnavailable("query-token-compressor needs a distilled student: pass --student PATH "
@@ -838,6 +850,7 @@ _BUILDERS: dict[str, Callable[[MethodConfig], BaseMethod]] = {
     "cross-encoder": lambda config: RerankerMethod(_cross_encoder(config), device=config.device,
                                                    local_files_only=True),
     "provence": _build_provence,
+    "provence-int8": _build_provence_int8,
     "query-token-compressor": _build_query_token_compressor,
     "token-classifier": _build_token_classifier,
     "langchain-embeddings-filter": lambda config: LangChainEmbeddingsFilter(_minilm(config), config.device),
