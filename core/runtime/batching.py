@@ -3,21 +3,30 @@
 :func:`length_sorted_batches` bounds a batch's size and padded tokens;
 :func:`packed_batches` also bounds the share of padding in each batch (a new
 batch starts where lengths drift apart), and :class:`PaddingStats` counts the
-real and padded tokens a set of batches feeds.
+real and padded tokens a set of batches feeds.  :class:`PaddingCounter` sums those
+statistics across calls and threads, and :func:`default_batch_tokens` is the
+device-aware token cap the model-backed stages batch under by default.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
+from .locks import TokenizerLock
 from .validation import check_int, check_number
 
-__all__ = ["PaddingStats", "length_sorted_batches", "packed_batches", "run_sorted"]
+__all__ = ["MAX_PADDING", "PackedBatching", "PaddingCounter", "PaddingStats", "default_batch_tokens",
+           "length_sorted_batches", "packed_batches", "run_sorted"]
+
+MAX_PADDING = 0.1  # most padded share of the tokens of one forward batch (the model-backed stages' default)
+BATCH_TOKENS = {"cpu": 2048}  # default padded tokens per forward batch, by device type
+GPU_BATCH_TOKENS = 16384  # ... on GPUs (and any device type not in BATCH_TOKENS)
 
 T = TypeVar("T")
 
@@ -151,3 +160,88 @@ def run_sorted(
         for i, r in zip(batch, results, strict=True):
             out[i] = r
     return out
+
+
+def default_batch_tokens(device: Any) -> int:
+    """Default padded tokens per forward batch on ``device`` (a ``torch.device``, or its type as a string):
+    2048 on CPU, where bigger batches gain nothing, 16384 on GPUs and other accelerators."""
+    kind = device if isinstance(device, str) else getattr(device, "type", str(device))
+    return BATCH_TOKENS.get(kind.split(":")[0], GPU_BATCH_TOKENS)
+
+
+class PaddingCounter(TokenizerLock):
+    """Thread-safe running total of :class:`PaddingStats` (what a model was fed, call after call).
+
+    A pickled or copied counter keeps its totals and gets a fresh lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats = PaddingStats()
+
+    def add(self, lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> None:
+        """Count feeding ``batches`` (positions into ``lengths``), each padded to its longest item."""
+        stats = PaddingStats.of(lengths, batches)
+        with self._lock:
+            self._stats += stats
+
+    def get(self, *, reset: bool = False) -> PaddingStats:
+        """The totals so far (then zeroed if ``reset``)."""
+        with self._lock:
+            stats = self._stats
+            if reset:
+                self._stats = PaddingStats()
+        return stats
+
+
+class PackedBatching:
+    """Mixin of a model wrapper that feeds items in packed batches and counts the padding it feeds.
+
+    :meth:`batches` cuts items of given lengths (special tokens included) into
+    forward passes: longest first, at most ``batch_size`` items and
+    ``max_batch_tokens`` tokens (padding included) each, each padding at most
+    :data:`MAX_PADDING` of its tokens, in as few batches as that allows
+    (:func:`packed_batches`).  ``max_batch_tokens`` defaults to
+    :func:`default_batch_tokens` of the model's device.  :meth:`padding_stats`
+    counts what the batches cut by :meth:`_counted_batches` fed.
+
+    ``_legacy_batching = True`` (for benchmarks) restores the batching before
+    packing, :meth:`_legacy_batches` (by default: cut by ``batch_size`` and the
+    ``max_batch_tokens`` the caller gave, if any, only).
+    """
+
+    batch_size: int
+    max_batch_tokens: int
+    _requested_batch_tokens: int | None
+    _legacy_batching: bool
+    _padding: PaddingCounter
+
+    def _init_packing(self, batch_size: int, max_batch_tokens: int | None, device: Any) -> None:
+        """Set the bounds (``max_batch_tokens=None``: the default of ``device``) and zero the counts."""
+        self.batch_size = batch_size
+        self._requested_batch_tokens = max_batch_tokens
+        self.max_batch_tokens = default_batch_tokens(device) if max_batch_tokens is None else max_batch_tokens
+        self._legacy_batching = False  # benchmarks: the previous batching (see _legacy_batches)
+        self._padding = PaddingCounter()
+
+    def batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Positions of items of ``lengths`` tokens grouped into forward passes, longest first."""
+        if self._legacy_batching:
+            return self._legacy_batches(lengths)
+        return packed_batches(lengths, max_batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
+                              max_padding=MAX_PADDING)
+
+    def _legacy_batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """The batching before packing, kept to compare against."""
+        return length_sorted_batches(lengths, max_batch_size=self.batch_size,
+                                     max_batch_tokens=self._requested_batch_tokens)
+
+    def _counted_batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """:meth:`batches` of ``lengths``, counted in :meth:`padding_stats`."""
+        batches = self.batches(lengths)
+        self._padding.add(lengths, batches)
+        return batches
+
+    def padding_stats(self, *, reset: bool = False) -> PaddingStats:
+        """Real and padded tokens fed to the model so far (by all calls; then zeroed if ``reset``)."""
+        return self._padding.get(reset=reset)

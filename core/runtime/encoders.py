@@ -2,8 +2,13 @@
 
 Both load once (a local directory, a hub id, or an already-loaded model
 object), run batched and length-sorted under ``torch.inference_mode()``, and
-are safe to call from several threads at once.  A local path never touches the
-network; a hub id is looked up in the local cache first.
+are safe to call from several threads at once.  The inputs of a call are
+sorted by length and cut into batches that pad at most a tenth of their
+tokens, under a device-aware token cap (2048 on CPU, 16384 on GPUs;
+:class:`~ragprune.runtime.batching.PackedBatching`); results come back in
+input order, and ``padding_stats()`` counts the real and padded tokens fed.
+A local path never touches the network; a hub id is looked up in the local
+cache first.
 
 Public API (stable, used by several stages):
 
@@ -14,7 +19,7 @@ max_batch_tokens=None)``
     score per pair; a single query string is paired with every text).
 
 ``BiEncoderModel(model, *, device="auto", dtype="auto", local_files_only=False,
-batch_size=64, normalize=True, tokenizer=None, max_length=None)``
+batch_size=64, normalize=True, tokenizer=None, max_length=None, max_batch_tokens=None)``
     ``.encode(texts) -> np.ndarray`` (float32, shape ``(n, dim)``).
 
 Texts much longer than the model's window are cut (by characters, exactly
@@ -35,7 +40,7 @@ from typing import Any, Unpack
 
 import numpy as np
 
-from .batching import length_sorted_batches
+from .batching import PackedBatching
 from .device import resolve_device, resolve_dtype
 from .loading import LoadKwargs, LoadOptions, ModelLoadError, _load, load_model, load_tokenizer, require_models
 from .locks import TokenizerLock
@@ -184,7 +189,7 @@ def _activation_from_path(path: str | None) -> str | None:
     return None
 
 
-class CrossEncoderModel(TokenizerLock):
+class CrossEncoderModel(PackedBatching, TokenizerLock):
     """Scores (query, text) pairs with a sequence-classification model.
 
     Args:
@@ -198,13 +203,20 @@ class CrossEncoderModel(TokenizerLock):
         max_length: tokens per pair; default: the checkpoint's own limit.  The
             query is kept and the text truncated (a query longer than half the
             window is truncated too).
-        batch_size: pairs per forward pass.
+        batch_size: pairs per forward pass (at most).
         activation: ``"auto"`` (one logit: the checkpoint's saved
             sentence-transformers activation, else sigmoid; two labels:
             softmax), ``"sigmoid"``,
             ``"softmax"`` (probability of label 1) or ``"none"`` (the raw
             logit; for two labels ``logit1 - logit0``).
-        max_batch_tokens: optional cap on padded tokens per batch.
+        max_batch_tokens: tokens per forward pass, padding included (a longer pair
+            gets a pass of its own); default: 2048 on CPU, where bigger batches
+            gain nothing, 16384 on GPUs.
+
+    The pairs of a call are sorted by length and cut into batches that pad at
+    most a tenth of their tokens, in as few batches as the bounds allow
+    (:meth:`batches`); :meth:`padding_stats` counts the tokens fed.  Scores do
+    not depend on the batching (up to float rounding).
     """
 
     def __init__(
@@ -219,9 +231,9 @@ class CrossEncoderModel(TokenizerLock):
         options: LoadOptions | None = None,
         **load: Unpack[LoadKwargs],
     ) -> None:
-        self.batch_size = check_int("batch_size", batch_size, min=1)
+        batch_size = check_int("batch_size", batch_size, min=1)
         max_length = check_int("max_length", max_length, min=1, allow_none=True)
-        self.max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
+        max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
         check_choice("activation", activation, _ACTIVATIONS)
         opts = LoadOptions.resolve(options, **load)
         self._lock = threading.Lock()
@@ -229,6 +241,7 @@ class CrossEncoderModel(TokenizerLock):
         self.tokenizer = tokenizer
         self.model.eval()
         self.device = _model_device(self.model)
+        self._init_packing(batch_size, max_batch_tokens, self.device)
         config = self.model.config
         self.num_labels = int(getattr(config, "num_labels", 1))
         if self.num_labels not in (1, 2):
@@ -343,7 +356,7 @@ class CrossEncoderModel(TokenizerLock):
         """One relevance score per (query, text) pair, in input order (float32).
 
         ``queries_or_query`` is one query for all texts, or one query per text.
-        Identical pairs are scored once.
+        Identical pairs are scored once, all in length-packed batches (:meth:`batches`).
         """
         texts = _check_texts(texts, "texts")
         if isinstance(queries_or_query, str):
@@ -369,8 +382,7 @@ class CrossEncoderModel(TokenizerLock):
         import torch
 
         with torch.inference_mode():
-            for batch in length_sorted_batches(lengths, max_batch_size=self.batch_size,
-                                               max_batch_tokens=self.max_batch_tokens):
+            for batch in self._counted_batches(lengths):
                 inputs = {}
                 for n, rows in features.items():
                     pad = self._pad_id if n == "input_ids" else 0
@@ -396,7 +408,7 @@ def _load_sentence_transformer(name: str, *, device: Any, dtype: Any, local_file
                  model_kwargs={"dtype": dtype, "use_safetensors": True})
 
 
-class BiEncoderModel(TokenizerLock):
+class BiEncoderModel(PackedBatching, TokenizerLock):
     """Embeds texts with a sentence-transformers model or a plain encoder (mean pooling).
 
     Args:
@@ -406,10 +418,18 @@ class BiEncoderModel(TokenizerLock):
             ``SentenceTransformer`` or ``PreTrainedModel`` (used as is).
         options, device, dtype, local_files_only, revision: how a path or hub id is
             loaded (:class:`~ragprune.runtime.loading.LoadOptions` and its shorthands).
-        batch_size: texts per forward pass.
+        batch_size: texts per forward pass (at most).
         normalize: L2-normalize embeddings (dot product = cosine).
         tokenizer: tokenizer for a plain encoder passed as an object.
         max_length: tokens per text; default: the model's own limit.
+        max_batch_tokens: tokens per forward pass, padding included (a longer
+            text gets a pass of its own); default: 2048 on CPU, 16384 on GPUs.
+
+    The texts of a call are sorted by length and cut into batches that pad at
+    most a tenth of their tokens (:meth:`batches`; a sentence-transformers
+    model runs each batch through its own ``encode``); :meth:`padding_stats`
+    counts the tokens fed.  Embeddings do not depend on the batching (up to
+    float rounding).
     """
 
     def __init__(
@@ -420,11 +440,13 @@ class BiEncoderModel(TokenizerLock):
         normalize: bool = True,
         tokenizer: Any = None,
         max_length: int | None = None,
+        max_batch_tokens: int | None = None,
         options: LoadOptions | None = None,
         **load: Unpack[LoadKwargs],
     ) -> None:
-        self.batch_size = check_int("batch_size", batch_size, min=1)
+        batch_size = check_int("batch_size", batch_size, min=1)
         max_length = check_int("max_length", max_length, min=1, allow_none=True)
+        max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
         self.normalize = bool(normalize)
         opts = LoadOptions.resolve(options, **load)
         self._lock = threading.Lock()
@@ -452,6 +474,7 @@ class BiEncoderModel(TokenizerLock):
         else:
             raise TypeError(f"model must be a path, a hub id or a loaded model, got {type(model).__name__}")
         self._finish(tokenizer, max_length)
+        self._init_packing(batch_size, max_batch_tokens, self.device)
 
     def _load_path(self, name: str, tokenizer: Any, max_length: int | None, opts: LoadOptions) -> Any:
         """Load a sentence-transformers checkpoint (into ``_st``) or a plain encoder (into ``model``)."""
@@ -516,20 +539,40 @@ class BiEncoderModel(TokenizerLock):
         where = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
         utexts = _clip_long_texts(self.tokenizer, self._lock, list(unique), self.max_length)
         if self._st is not None:
-            import torch
-
-            # sentence-transformers sorts by length itself; the lock guards its
-            # (non re-entrant) fast tokenizer.
-            with self._lock, torch.inference_mode():
-                emb = self._st.encode(utexts, batch_size=self.batch_size, convert_to_tensor=True,
-                                      show_progress_bar=False, normalize_embeddings=False)
-                emb = emb.float().cpu().numpy()  # fp16/bf16 on GPU: numpy has no bfloat16
+            emb = self._encode_sentence_transformer(utexts)
         else:
             emb = self._encode_mean_pooled(utexts)
         if self.normalize if normalize is None else normalize:
             norms = np.linalg.norm(emb, axis=1, keepdims=True)
             emb = emb / np.maximum(norms, np.float32(1e-12))
         return np.ascontiguousarray(emb[where], dtype=np.float32)
+
+    def _encode_sentence_transformer(self, texts: list[str]) -> np.ndarray:
+        """Embeddings from the sentence-transformers model, one ``encode`` call per packed batch."""
+        import torch
+
+        # The lock guards the model's (non re-entrant) fast tokenizer, which
+        # sentence-transformers calls too.
+        with self._lock, torch.inference_mode():
+            enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, verbose=False)
+            lengths = [len(r) for r in enc["input_ids"]]
+            if self._legacy_batching:  # sentence-transformers' own batching: by characters, batch_size each
+                order = np.argsort([-len(t) for t in texts]).tolist()
+                self._padding.add(lengths, [order[i : i + self.batch_size]
+                                            for i in range(0, len(order), self.batch_size)])
+                emb = self._st.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
+                                      show_progress_bar=False, normalize_embeddings=False)
+                return np.asarray(emb.float().cpu().numpy())  # fp16/bf16 on GPU: numpy has no bfloat16
+            out: np.ndarray | None = None
+            for batch in self._counted_batches(lengths):
+                emb = self._st.encode([texts[i] for i in batch], batch_size=len(batch), convert_to_tensor=True,
+                                      show_progress_bar=False, normalize_embeddings=False)
+                arr = emb.float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(texts), arr.shape[1]), dtype=np.float32)
+                out[batch] = arr
+        assert out is not None
+        return out
 
     def _encode_mean_pooled(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -540,7 +583,7 @@ class BiEncoderModel(TokenizerLock):
         lengths = [len(r) for r in features["input_ids"]]
         out: np.ndarray | None = None
         with torch.inference_mode():
-            for batch in length_sorted_batches(lengths, max_batch_size=self.batch_size):
+            for batch in self._counted_batches(lengths):
                 inputs = {}
                 for n, rows in features.items():
                     pad = self._pad_id if n == "input_ids" else 0

@@ -8,6 +8,7 @@ from typing import Any, Unpack
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
+from ..runtime.batching import PaddingStats
 from ..runtime.encoders import CrossEncoderModel
 from ..runtime.loading import LoadKwargs, LoadOptions
 from ..runtime.validation import check_int, check_number
@@ -18,11 +19,13 @@ __all__ = ["CrossEncoderReranker"]
 class CrossEncoderReranker(BaseStage):
     """Reranks passages with a cross-encoder (query and passage read together).
 
-    Every non-blank passage is scored against the query in one batched call;
-    passages are sorted by score, best first (ties keep input order), then
-    those under ``threshold`` and those ranked beyond ``top_n`` are dropped,
-    each with its reason.  The new score is recorded with
-    ``Passage.with_score``, so ``original_score`` and earlier scores stay.
+    Every non-blank passage is scored against the query in one batched call
+    (pairs sorted by length, in batches that pad at most a tenth of their
+    tokens: :meth:`CrossEncoderModel.batches`; :meth:`padding_stats` counts
+    the tokens fed); passages are sorted by score, best first (ties keep
+    input order), then those under ``threshold`` and those ranked beyond
+    ``top_n`` are dropped, each with its reason.  The new score is recorded
+    with ``Passage.with_score``, so ``original_score`` and earlier scores stay.
     Blank passages are never sent to the model: they rank last with score
     ``None`` (and so fail any ``threshold``).
 
@@ -33,9 +36,11 @@ class CrossEncoderReranker(BaseStage):
         top_n: keep at most this many passages.
         threshold: minimum score kept (in the model's score scale: a
             probability with the default activation).
-        batch_size, max_length, activation, tokenizer, and the loading options
-            (``options`` / ``device`` / ``dtype`` / ``local_files_only`` / ``revision``):
-            passed to :class:`CrossEncoderModel` when ``model`` is not one already.
+        batch_size, max_batch_tokens, max_length, activation, tokenizer, and the loading
+            options (``options`` / ``device`` / ``dtype`` / ``local_files_only`` / ``revision``):
+            passed to :class:`CrossEncoderModel` when ``model`` is not one already
+            (``max_batch_tokens``: tokens per forward pass, padding included; default:
+            2048 on CPU, 16384 on GPUs).
     """
 
     name = "cross-encoder"
@@ -48,6 +53,7 @@ class CrossEncoderReranker(BaseStage):
         top_n: int | None = None,
         threshold: float | None = None,
         batch_size: int = 32,
+        max_batch_tokens: int | None = None,
         max_length: int | None = None,
         activation: str = "auto",
         tokenizer: Any = None,
@@ -60,10 +66,16 @@ class CrossEncoderReranker(BaseStage):
             self.model = model
         else:
             self.model = CrossEncoderModel(model, tokenizer=tokenizer, max_length=max_length, batch_size=batch_size,
-                                           activation=activation, options=options, **load)
+                                           max_batch_tokens=max_batch_tokens, activation=activation,
+                                           options=options, **load)
 
     def __repr__(self) -> str:
         return f"CrossEncoderReranker({self.model!r}, top_n={self.top_n}, threshold={self.threshold})"
+
+    def padding_stats(self, *, reset: bool = False) -> PaddingStats:
+        """Real and padded tokens fed to the model so far (then zeroed if ``reset``); a
+        :class:`CrossEncoderModel` shared with other stages counts their calls too."""
+        return self.model.padding_stats(reset=reset)
 
     def score(self, query: str, passages: list[Passage]) -> list[float | None]:
         """The model's score of each passage (``None`` for blank ones), in input order."""

@@ -4,9 +4,11 @@ The model is a pruner in the format of :mod:`ragprune.stages.provence` (an encod
 over ``[CLS] question [SEP] passage [SEP]`` with a two-label token head, label
 1 = keep), trained by ``ragprune train distill`` to imitate a causal LM's
 question-conditioned word scores (see :mod:`ragprune.training.distill`).  Tokens are
-scored with :meth:`ProvencePruner.score` (length-sorted batches, long passages
-in overlapping windows), a word's keep probability is the mean over its
-tokens, and the most probable words are kept:
+scored with :meth:`ProvencePruner.score` (long passages in overlapping windows,
+sorted by length and cut into batches that pad at most a tenth of their tokens;
+:meth:`QueryTokenCompressor.padding_stats` counts the tokens fed), a word's
+keep probability is the mean over its tokens, and the most probable words are
+kept:
 
 * ``rate`` / ``target_tokens``: the target over all passages (counted with
   ``counter``) is split with :func:`ragprune.allocate_tokens` (``rank_bias``
@@ -30,6 +32,7 @@ from typing import Any, ClassVar, Unpack
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
+from ..runtime.batching import PaddingStats
 from ..runtime.causal_lm import TokenScores, select_units, token_targets, unit_counts, unit_scores
 from ..runtime.loading import LoadKwargs, LoadOptions
 from ..runtime.validation import check_int, check_number, check_rate
@@ -53,7 +56,9 @@ class QueryTokenCompressor(BaseStage):
         counter: token counter of ``rate`` / ``target_tokens`` (default: words).
         tokenizer / max_length / stride / batch_size / max_batch_tokens, and the
             loading options (``options`` / ``device`` / ``dtype`` / ``local_files_only``
-            / ``revision``): passed to :class:`ProvencePruner`, which does the scoring.
+            / ``revision``): passed to :class:`ProvencePruner`, which does the scoring
+            (``max_batch_tokens``: tokens per forward pass, padding included;
+            default: 2048 on CPU, 16384 on GPUs).
     """
 
     name: ClassVar[str] = "query-token-compressor"
@@ -98,6 +103,10 @@ class QueryTokenCompressor(BaseStage):
                 f"threshold={self.threshold!r}, max_length={self.scorer.max_length})")
 
     # ----------------------------------------------------------------- scoring
+    def padding_stats(self, *, reset: bool = False) -> PaddingStats:
+        """Real and padded tokens fed to the model so far (then zeroed if ``reset``)."""
+        return self.scorer.padding_stats(reset=reset)
+
     def word_probs(self, query: str, passages: Sequence[Passage | str]) -> list[tuple[list[Span], np.ndarray]]:
         """Word units (``original`` coordinates) and their keep probabilities, per passage.
 

@@ -8,7 +8,9 @@ top-n (per passage or over all passages) and/or a token budget; kept
 sentences stay in their original order, passages stay in input order, and a
 passage left with no sentence is dropped and reported.
 
-All sentences of all passages are scored in one batched call.
+All sentences of all passages are scored in one batched call (with the
+bundled scorers: sorted by length, in batches that pad at most a tenth of
+their tokens; :meth:`SentenceSelector.padding_stats` counts the tokens fed).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
+from ..runtime.batching import PaddingStats
 from ..runtime.validation import check_choice, check_int, check_number, renamed
 from ..text.segment import Span, render_spans
 from ..text.tokens import TokenCounter, get_counter
@@ -74,8 +77,9 @@ class SentenceSelector(BaseStage):
         counter: token counter for ``max_tokens`` (see :func:`get_counter`).
         context_window: neighbouring sentences scored with each sentence, on
             each side.
-        device, dtype, local_files_only, batch_size, max_length: passed to the
-            scorer built from a path.
+        device, dtype, local_files_only, batch_size, max_batch_tokens, max_length:
+            passed to the scorer built from a path (``max_batch_tokens``: tokens per
+            forward pass, padding included; default: 2048 on CPU, 16384 on GPUs).
         top_k, top_k_scope: deprecated names of ``top_n`` and ``top_n_scope``
             (accepted for one release, with a ``DeprecationWarning``).
 
@@ -112,7 +116,8 @@ class SentenceSelector(BaseStage):
         self.context_window = check_int("context_window", context_window, min=0)
         if threshold is None and top_n is None and max_tokens is None:
             raise ValueError("set at least one of threshold, top_n, max_tokens")
-        allowed = {"options", "device", "dtype", "local_files_only", "revision", "batch_size", "max_length"}
+        allowed = {"options", "device", "dtype", "local_files_only", "revision", "batch_size", "max_batch_tokens",
+                   "max_length"}
         unknown = set(scorer_options) - allowed
         if unknown:
             raise TypeError(f"unexpected arguments: {', '.join(sorted(unknown))}")
@@ -125,6 +130,16 @@ class SentenceSelector(BaseStage):
                 f"context_window={self.context_window})")
 
     # ----------------------------------------------------------------- scoring
+    def padding_stats(self, *, reset: bool = False) -> PaddingStats:
+        """Real and padded tokens fed to the scorer's model so far (then zeroed if ``reset``).
+
+        A scorer shared with other stages counts their calls too; one that does
+        not count (no ``padding_stats`` method) reports nothing.
+        """
+        counted = getattr(self.scorer, "padding_stats", None)
+        stats = counted(reset=reset) if callable(counted) else None
+        return stats if isinstance(stats, PaddingStats) else PaddingStats()
+
     def score_texts(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Scores of ``texts`` against ``query`` in one batched call."""
         if not texts:

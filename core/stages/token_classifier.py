@@ -26,8 +26,9 @@ Where it differs, on purpose:
 * the percentile is taken over a whole passage, not per 512-token chunk, and
   long passages are cut into windows at sentence ends;
 * every window of every passage of a call is scored in length-sorted batches
-  padded only to the longest window of the batch (on CPU, batches are split
-  so that padding adds at most a fifth);
+  padded only to the longest window of the batch, each padding at most a tenth
+  of its tokens, under a device-aware token cap
+  (:class:`~ragprune.runtime.batching.PackedBatching`);
 * when the percentile keeps nothing (a one-word passage), the most probable
   word is kept if the budget allows;
 * a word containing a digit is force-kept whole (``force_digits``);
@@ -54,6 +55,7 @@ import numpy as np
 
 from ..budget import Budget, allocate_tokens, deprecated_stage_budget
 from ..passage import BaseStage, Dropped, Passage, StageOutput
+from ..runtime.batching import PackedBatching, length_sorted_batches
 from ..runtime.loading import LoadKwargs, LoadOptions, require_models
 from ..runtime.locks import TokenizerLock
 from ..runtime.validation import check_choice, check_int, check_number, check_rate
@@ -68,7 +70,7 @@ logger = logging.getLogger("ragprune")
 DEFAULT_FORCE_TOKENS: tuple[str, ...] = ("\n", ".", "?", "!", ",")
 _MAX_WINDOW = 512
 _DEFAULT_RATE = 0.5
-_MAX_PADDING = 1.2  # on CPU: padded tokens per real token in one forward pass
+_LEGACY_CPU_PADDING = 1.2  # the batching before packing, on CPU: padded tokens per real token in one pass
 
 
 @dataclass(slots=True)
@@ -145,7 +147,7 @@ def _force_words(text: str, codes: np.ndarray, space: np.ndarray, starts: np.nda
     return forced
 
 
-class TokenClassifierCompressor(TokenizerLock, BaseStage):
+class TokenClassifierCompressor(PackedBatching, TokenizerLock, BaseStage):
     """Query-free extractive compression with a token classifier (LLMLingua-2 method).
 
     Args:
@@ -169,9 +171,10 @@ class TokenClassifierCompressor(TokenizerLock, BaseStage):
         force_digits: always keep words containing a digit.
         max_length: window length in sub-tokens, special tokens included
             (default: the model's maximum, capped at 512).
-        batch_size: windows per forward pass.
-        max_batch_tokens: padded sub-tokens per forward pass (default:
-            ``batch_size * max_length``).
+        batch_size: windows per forward pass (at most).
+        max_batch_tokens: sub-tokens per forward pass, padding included (a
+            longer window gets a pass of its own); default: 2048 on CPU, where
+            bigger batches gain nothing, 16384 on GPUs.
         counter: how tokens are counted for ``rate`` and ``target_tokens``
             (see :func:`ragprune.get_counter`; default: words).  Each word is
             counted on its own.
@@ -190,6 +193,11 @@ class TokenClassifierCompressor(TokenizerLock, BaseStage):
 
     Words the model sees no sub-token of take the keep probability of the word
     before them (0 when there is none).
+
+    The windows of all passages of a call are sorted by length and cut into
+    batches that pad at most a tenth of their tokens (:meth:`batches`);
+    :meth:`padding_stats` counts the tokens fed.  Outputs do not depend on the
+    batching (up to float rounding).
 
     Scores: a passage that already has a score keeps it (a reranker's relevance
     stays the ranking key); its mean word keep probability is appended to
@@ -252,7 +260,6 @@ class TokenClassifierCompressor(TokenizerLock, BaseStage):
             c.isspace() for c in t))
         self.force_digits = bool(force_digits)
         self.rank_bias = rank_bias
-        self.batch_size = batch_size
         self.counter: TokenCounter = get_counter(counter)
         self._lock = threading.Lock()
         self._tiktoken_lengths: np.ndarray | None = None
@@ -270,10 +277,10 @@ class TokenClassifierCompressor(TokenizerLock, BaseStage):
         if max_length < len(self._head) + len(self._tail) + 1:
             raise ValueError(f"max_length {max_length} leaves no room for text after the special tokens")
         self.max_length = max_length
-        self.max_batch_tokens = max_batch_tokens or batch_size * max_length
         pad = getattr(self.tokenizer, "pad_token_id", None)
         self._pad_id = int(pad) if pad is not None else 0
         self._device = _model_device(self.model)
+        self._init_packing(batch_size, max_batch_tokens, self._device)
         emb = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
         self._vocab = int(emb.num_embeddings) if emb is not None and hasattr(emb, "num_embeddings") else None
 
@@ -455,7 +462,7 @@ class TokenClassifierCompressor(TokenizerLock, BaseStage):
             return
         extra = len(self._head) + len(self._tail)
         results: list[np.ndarray | None] = [None] * len(items)
-        for batch in self.batches([b - a + extra for _, a, b in items]):
+        for batch in self._counted_batches([b - a + extra for _, a, b in items]):
             for i, probs in zip(batch, self._forward(work, [items[i] for i in batch]), strict=True):
                 results[i] = probs
         pieces: list[list[np.ndarray]] = [[] for _ in work]
@@ -466,17 +473,21 @@ class TokenClassifierCompressor(TokenizerLock, BaseStage):
             w.probs = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Positions of windows of ``lengths`` tokens grouped into forward passes.
+        """Positions of windows of ``lengths`` tokens (special tokens included) grouped into forward passes.
 
-        Length-sorted batches bounded by ``batch_size`` and ``max_batch_tokens``
-        (:func:`ragprune.runtime.batching.length_sorted_batches`).  On CPU, where a
-        padded token costs as much as a real one and small batches lose little,
-        a batch is further split so that padding adds at most a fifth.
+        Longest first, at most ``batch_size`` windows and ``max_batch_tokens``
+        tokens (padding included) each, each padding at most a tenth of its
+        tokens, in as few batches as that allows
+        (:func:`ragprune.runtime.batching.packed_batches`).
         """
-        from ..runtime.batching import length_sorted_batches
+        return super().batches(lengths)
 
-        sorted_batches = length_sorted_batches(lengths, max_batch_size=self.batch_size,
-                                               max_batch_tokens=self.max_batch_tokens)
+    def _legacy_batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """The batching before packing: length-sorted batches under ``batch_size`` and a
+        ``batch_size * max_length`` token cap (unless one was given), which on CPU were
+        split further so that padding added at most a fifth."""
+        cap = self._requested_batch_tokens or self.batch_size * self.max_length
+        sorted_batches = length_sorted_batches(lengths, max_batch_size=self.batch_size, max_batch_tokens=cap)
         if self._device.type != "cpu":
             return sorted_batches
         out: list[list[int]] = []
@@ -485,7 +496,7 @@ class TokenClassifierCompressor(TokenizerLock, BaseStage):
             real = 0
             for i in batch:  # per window
                 n = int(lengths[i])
-                if current and int(lengths[current[0]]) * (len(current) + 1) > _MAX_PADDING * (real + n):
+                if current and int(lengths[current[0]]) * (len(current) + 1) > _LEGACY_CPU_PADDING * (real + n):
                     out.append(current)
                     current, real = [], 0
                 current.append(i)
