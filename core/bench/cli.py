@@ -28,6 +28,8 @@ __all__ = ["BENCH_COMMAND", "RESULT_FILES"]
 logger = logging.getLogger("ragprune")
 
 QUICK_CASES = 100
+OOD_CASES = 300  # --data ood / ood-train without --cases
+_OOD_DATA = {"ood": "val", "ood-train": "train"}
 # Imported before any method runs, so no method's load time or memory includes them.
 _PRELOAD = ("torch", "transformers", "sentence_transformers")
 _MODEL_FREE = frozenset({"none", "lexical-reranker", "lexical-pruner"})
@@ -43,10 +45,15 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     from .structured import RENDERS
 
     parser.add_argument("--data", default="hotpotqa",
-                        help="'hotpotqa' (the offline asset; --split picks the split) or a JSONL file "
+                        help="'hotpotqa' (the offline asset; --split picks the split), 'ood' (out-of-domain cases: "
+                             "fictional facts inserted into essays and reports, unanswerable and off-topic passages "
+                             "included; the generator's val split, seed 0, ragprune.bench.ood; needs `ragprune assets "
+                             f"--only essays aa-lcr`; {OOD_CASES} cases unless --cases/--quick), 'ood-train' (the "
+                             "same from the training documents and fact templates) or a JSONL file "
                              "(see ragprune.training.datasets.load_jsonl) (default: %(default)s)")
     parser.add_argument("--split", default="test", choices=("test", "train", "all"),
-                        help="HotpotQA split; report test figures only (default: %(default)s)")
+                        help="HotpotQA split (ignored for other data); report test figures only "
+                             "(default: %(default)s)")
     parser.add_argument("--cases", type=int_at_least(1), default=None, metavar="N",
                         help="use the first N cases (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_CASES} cases, all selected methods")
@@ -119,12 +126,15 @@ def _validate_methods(args: argparse.Namespace) -> None:
 
 def _validate_data(args: argparse.Namespace) -> None:
     from ..cli import check_file
+    from ..tools.assets import asset_path
 
+    if args.data in _OOD_DATA:
+        for name in ("essays", "aa-lcr"):
+            asset_path(name, args.assets_dir)  # FileNotFoundError naming the command to run
+        return
     if args.data != "hotpotqa":
         check_file("--data", args.data)
         return
-    from ..tools.assets import asset_path
-
     asset_path("hotpotqa", args.assets_dir)  # FileNotFoundError naming the command to run
 
 
@@ -185,6 +195,12 @@ def _load_cases(args: argparse.Namespace, n: int | None) -> tuple[list[QACase], 
 
         cases = load_hotpotqa(args.split, asset_path("hotpotqa", args.assets_dir), limit=n)
         return cases, f"HotpotQA distractor, {args.split} split"
+    if args.data in _OOD_DATA:
+        from .ood import ood_cases
+
+        split = _OOD_DATA[args.data]
+        cases = ood_cases(split, OOD_CASES if n is None else n, seed=0, assets_dir=args.assets_dir)
+        return cases, f"out-of-domain (essays and AA-LCR documents with inserted facts), {split} split, seed 0"
     return load_jsonl(args.data, limit=n), str(args.data)
 
 

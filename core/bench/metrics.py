@@ -30,6 +30,15 @@ Definitions (all exact and documented in the report):
 ``passage drop rate``
     dropped passages / passages; ``gold_passage_drop_rate`` does the same for
     passages holding a gold sentence.
+``unanswerable_emptied``
+    among cases whose ``metadata`` marks them ``("answerable", False)`` (the
+    out-of-domain cases of :mod:`ragprune.bench.ood`), the share where every
+    passage was dropped (``None`` or a blank kept text): the method saw that
+    nothing answers.  ``None`` when no case is so marked (HotpotQA).
+``offtopic_drop_rate``
+    dropped passages (``None`` or a blank kept text) among those a case's
+    ``metadata`` lists under ``"offtopic"`` (passages of other documents);
+    ``None`` when no case lists any.
 ``valid``
     when a validity check is given (structured documents, see
     :mod:`ragprune.bench.structured`): kept texts that still parse / kept texts
@@ -159,6 +168,10 @@ class CaseMetrics:
     seconds: float
     outputs_checked: int = 0  # kept texts given to the validity check
     outputs_valid: int = 0  # of those, the ones that parse
+    marked_unanswerable: bool | None = None  # metadata ("answerable", False); None: the case has no such entry
+    emptied: bool = False  # every passage dropped (None or a blank kept text)
+    offtopic_passages: int | None = None  # passages listed in metadata "offtopic"; None: no such entry
+    offtopic_dropped: int = 0  # of those, the ones dropped (None or a blank kept text)
 
     @property
     def kept_fraction(self) -> float:
@@ -167,6 +180,18 @@ class CaseMetrics:
     @property
     def recall(self) -> float | None:
         return self.gold_kept / self.gold_sentences if self.gold_sentences else None
+
+
+def _metadata_figures(case: QACase, texts: Sequence[str | None]) -> tuple[bool | None, bool, int | None, int]:
+    """``(marked_unanswerable, emptied, offtopic_passages, offtopic_dropped)``: the figures read from the
+    case's own labels (``metadata`` "answerable" and "offtopic"); see :class:`CaseMetrics`."""
+    meta = dict(case.metadata)
+    gone = [t is None or not t.strip() for t in texts]
+    marked = not bool(meta["answerable"]) if "answerable" in meta else None
+    if "offtopic" not in meta:
+        return marked, bool(gone) and all(gone), None, 0
+    listed = sorted({int(i) for i in meta["offtopic"] if 0 <= int(i) < len(texts)})
+    return marked, bool(gone) and all(gone), len(listed), sum(gone[i] for i in listed)
 
 
 def case_metrics(case: QACase, outputs: Sequence[Kept], counter: TokenCounter, *, seconds: float,
@@ -213,13 +238,15 @@ def case_metrics(case: QACase, outputs: Sequence[Kept], counter: TokenCounter, *
         joined = normalize("\n".join(live))
         retained = any(_contains(joined, normalize(a)) for a in case.answers
                        if normalize(a) not in _UNANSWERABLE)
+    marked, emptied, offtopic, offtopic_dropped = _metadata_figures(case, texts)
     return CaseMetrics(
         case_id=case.id, tokens_before=int(tokens_before), tokens_after=int(tokens_after),
         passages=len(texts), dropped=int(dropped), gold_passages=len(gold_p), gold_passages_dropped=int(gold_dropped),
         gold_sentences=len(case.gold_sentences), gold_kept=kept_gold,
         gold_coverage=None if has_text or not coverages else float(np.mean(coverages)),
         answerable=bool(answerable), answer_retained=retained, seconds=float(seconds),
-        outputs_checked=len(checked), outputs_valid=int(valid),
+        outputs_checked=len(checked), outputs_valid=int(valid), marked_unanswerable=marked, emptied=emptied,
+        offtopic_passages=offtopic, offtopic_dropped=offtopic_dropped,
     )
 
 
@@ -244,6 +271,8 @@ class Aggregate:
     total_seconds: float
     valid_share: float | None = None  # kept texts that still parse / kept texts checked (None: no check)
     mean_tokens_after: float = 0.0  # tokens kept per case
+    unanswerable_emptied: float | None = None  # cases marked unanswerable with every passage dropped (None: none)
+    offtopic_drop_rate: float | None = None  # passages marked off-topic that were dropped (None: none marked)
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -260,6 +289,7 @@ def aggregate(rows: Sequence[CaseMetrics]) -> Aggregate:
     with_gold = [r for r in rows if r.gold_sentences]
     answerable = [r for r in rows if r.answerable]
     cov = [r.gold_coverage for r in rows if r.gold_coverage is not None]
+    unanswerable = [r for r in rows if r.marked_unanswerable]
     total = float(secs.sum())
     return Aggregate(
         cases=len(rows),
@@ -279,4 +309,6 @@ def aggregate(rows: Sequence[CaseMetrics]) -> Aggregate:
         total_seconds=total,
         valid_share=_ratio(sum(r.outputs_valid for r in rows), sum(r.outputs_checked for r in rows)),
         mean_tokens_after=after / len(rows),
+        unanswerable_emptied=_ratio(sum(r.emptied for r in unanswerable), len(unanswerable)),
+        offtopic_drop_rate=_ratio(sum(r.offtopic_dropped for r in rows), sum(r.offtopic_passages or 0 for r in rows)),
     )

@@ -106,7 +106,8 @@ def _point(m: MethodResult, p: PointResult) -> str:
 
 
 _HEAD = ("| method | setting | tokens kept | sup. sent. recall | all gold kept | answer kept | passages dropped "
-         "| gold passages dropped | p50 ms | p90 ms | tokens/s | peak RSS MB | load s |")
+         "| gold passages dropped | unans. emptied | off-topic dropped "
+         "| p50 ms | p90 ms | tokens/s | peak RSS MB | load s |")
 _VALID_HEAD = " valid |"
 
 
@@ -119,6 +120,7 @@ def _row(m: MethodResult, p: PointResult, valid: bool = False) -> str:
     mem = "-" if m.peak_rss_delta_mb is None else f"{m.peak_rss_delta_mb:.0f}"
     return (f"| {m.name} | {_point(m, p)} | {_f(s.kept_fraction)} | {_f(s.recall)} | {_f(s.all_gold_kept)} "
             f"| {_f(s.answer_retention)} | {_f(s.passage_drop_rate)} | {_f(s.gold_passage_drop_rate)} "
+            f"| {_f(s.unanswerable_emptied)} | {_f(s.offtopic_drop_rate)} "
             f"| {_ms(s.latency_p50)} | {_ms(s.latency_p90)} | {s.tokens_per_second:,.0f} | {mem} "
             f"| {m.load_seconds:.1f} |" + (f" {_pct(s.valid_share)} |" if valid else ""))
 
@@ -226,6 +228,12 @@ def markdown(result: BenchResult, *, title: str = "ragprune bench", command: str
               "normalized output. all gold kept: cases with every gold sentence surviving.",
               "- answer kept: a normalized gold answer occurs on word boundaries in the kept text; answerable "
               "cases only (answer present in the passages and not yes/no).",
+              "- unans. emptied: among cases labelled unanswerable (metadata answerable = false, as in the "
+              "out-of-domain cases of ragprune.bench.ood), the share where every passage was dropped (dropped or "
+              "nothing kept); - when no case carries that label (HotpotQA).",
+              "- off-topic dropped: passages labelled off-topic (metadata offtopic: passages of other documents "
+              "than the one the question is about) that were dropped or kept nothing / all such passages; - when "
+              "no case carries that label.",
               "- latency: seconds of the compression call per case (scored methods: the one scoring pass plus "
               "the selection at that setting); models are loaded before timing. tokens/s: original tokens / "
               "total compression seconds.",

