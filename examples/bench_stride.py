@@ -7,9 +7,11 @@ overlap means fewer windows (less work), more overlap gives tokens near a window
 Cases: HotpotQA questions of the TRAINING split (the stride is a default, so it is chosen on training
 data), each with its 10 paragraphs joined into ONE passage (about 1,300 tokens, 6-9 windows). Each
 stride runs the same cases with ``ragprune.default_pruner(device="cpu")`` at the model's threshold,
-and reports tokens kept, supporting-sentence recall (a supporting sentence counts when wholly kept),
-windows fed and the time relative to the default stride (a quarter of a window's passage room), all
-measured in one run, strides alternating case by case.
+with windows starting every ``room - stride`` tokens ("token") or at the last sentence start that keeps
+at least ``stride`` tokens shared ("sentence", the default), and reports tokens kept,
+supporting-sentence recall (a supporting sentence counts when wholly kept), windows fed and the time
+relative to the default (a quarter of a window's passage room, sentence starts), all measured in one
+run, settings alternating case by case.
 
     python examples/bench_stride.py --cases 100 --threads 2
 """
@@ -39,9 +41,9 @@ def main() -> None:
     counter = get_counter("cl100k_base")
     cases = load_hotpotqa("train", limit=args.cases)
     base = ProvencePruner(DEFAULT_PRUNER_PATH, device="cpu", local_files_only=True)
-    fractions = [float(x) for x in args.strides.split(",")]
+    configs = [(float(x), sw) for x in args.strides.split(",") for sw in (False, True)]
     keys = ("kept", "total", "gold", "gold_kept", "windows", "fed", "seconds")
-    stats: dict[float, dict[str, float]] = {f: dict.fromkeys(keys, 0) for f in fractions}
+    stats: dict[tuple[float, bool], dict[str, float]] = {c: dict.fromkeys(keys, 0) for c in configs}
     for case in cases:
         joined: list[str] = []
         gold: list[tuple[int, int]] = []
@@ -58,12 +60,13 @@ def main() -> None:
         q_tokens = len(base.tokenizer(case.question, add_special_tokens=False)["input_ids"])
         inner = base.max_length - base.template.n_special
         room = inner - min(q_tokens, inner // 2)
-        for f in fractions:
+        for f, sw in configs:
             pruner = ProvencePruner(base.model, tokenizer=base.tokenizer, stride=int(room * f))
+            pruner.sentence_windows = sw
             pruner.padding_stats(reset=True)
             t0 = time.perf_counter()
             out = pruner.process(case.question, [Passage.from_text(text, 0)])
-            s = stats[f]
+            s = stats[(f, sw)]
             s["seconds"] += time.perf_counter() - t0
             fed = pruner.padding_stats()
             s["windows"] += fed.items
@@ -74,15 +77,15 @@ def main() -> None:
             for a, b in gold:
                 s["gold"] += 1
                 s["gold_kept"] += int(any(x <= a and b <= y for x, y in kept_spans or ()))
-    ref = stats[0.25]["seconds"] if 0.25 in stats else None
+    ref = stats[(0.25, True)]["seconds"] if (0.25, True) in stats else None
     print(f"{len(cases)} training-split cases, 10 paragraphs joined per case; threshold {base.threshold:g}\n")
-    print("| overlap (share of a window's room) | tokens kept | supporting-sentence recall | windows "
-          "| tokens fed | time vs 1/4 |")
-    print("|---|---|---|---|---|---|")
-    for f, s in stats.items():
+    print("| overlap (share of a window's room) | window starts | tokens kept | supporting-sentence recall | windows "
+          "| tokens fed | time vs default |")
+    print("|---|---|---|---|---|---|---|")
+    for (f, sw), s in stats.items():
         rel = f"{s['seconds'] / ref:.2f}x" if ref else "-"
-        print(f"| {f:g} | {s['kept'] / max(1, s['total']):.3f} | {s['gold_kept'] / max(1, s['gold']):.3f} "
-              f"| {s['windows']:,} | {s['fed']:,} | {rel} |")
+        print(f"| {f:g} | {'sentence' if sw else 'token'} | {s['kept'] / max(1, s['total']):.3f} "
+              f"| {s['gold_kept'] / max(1, s['gold']):.3f} | {s['windows']:,} | {s['fed']:,} | {rel} |")
 
 
 if __name__ == "__main__":

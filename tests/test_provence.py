@@ -426,16 +426,31 @@ def test_long_passages_use_windows(pruner: ProvencePruner) -> None:
     assert out.passages[0].text == huge
 
 
-def test_window_average_equals_manual(pruner: ProvencePruner) -> None:
-    text = PASSAGES[0]
+@pytest.mark.parametrize("sentence_windows", [False, True])
+def test_window_average_equals_manual(pruner: ProvencePruner, sentence_windows: bool) -> None:
+    from ragprune import sentence_spans
+
+    text = PASSAGES[0] + " " + PASSAGES[1]
     pr = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, max_length=20, stride=5)
+    pr.sentence_windows = sentence_windows
     probs, _, ranks = pr.score(QUERY, [text])
     q = pruner.tokenizer(QUERY, add_special_tokens=False)["input_ids"]
-    p_ids = np.asarray(pruner.tokenizer(text, add_special_tokens=False)["input_ids"])
+    enc = pruner.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    p_ids = np.asarray(enc["input_ids"])
     q = np.asarray(q[: (20 - 3) // 2])
     room = 20 - 3 - len(q)
     sums, counts, best = np.zeros(len(p_ids)), np.zeros(len(p_ids)), -np.inf
-    starts = list(range(0, len(p_ids) - room, room - min(5, room // 2))) + [len(p_ids) - room]
+    step = room - min(5, room // 2)
+    if sentence_windows:  # each window starts at the last sentence start keeping >= 5 tokens shared
+        firsts = [a for a, _ in sentence_spans(text)]
+        anchors = sorted({i for i, (a, _) in enumerate(enc["offset_mapping"]) if a in firsts} - {0})
+        starts = [0]
+        while starts[-1] + room < len(p_ids):
+            fits = [a for a in anchors if starts[-1] < a <= starts[-1] + step]
+            starts.append(fits[-1] if fits else starts[-1] + step)
+        assert any(s in anchors for s in starts[1:])  # the text has sentence starts to use
+    else:
+        starts = list(range(0, len(p_ids) - room, step)) + [len(p_ids) - room]
     for s in starts:
         piece_probs, rank = pr._forward([(q, p_ids[s : s + room])])[0]
         sums[s : s + room] += piece_probs

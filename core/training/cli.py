@@ -417,7 +417,7 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
                         "so the default threshold and gate are chosen on both (default: %(default)s)")
     p.add_argument("--gates", type=number_in(0.0, 1.0), nargs="*", default=[], metavar="G",
                    help="passage gates measured on validation; the highest that drops at most --max-gate-loss of "
-                        "the gold passages becomes the model's gate (default: none, no gate)")
+                        "the gold passages becomes the model's gate (default: %(default)s: no gate)")
     p.add_argument("--max-gate-loss", type=number_in(0.0, 1.0), default=0.01,
                    help="share of gold passages the chosen gate may drop on validation (default: %(default)s)")
     p.add_argument("--no-int8", dest="int8", action="store_false",

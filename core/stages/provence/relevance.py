@@ -70,14 +70,29 @@ class PairTemplate:
         return ids, types, len(self.before) + len(query_ids) + len(self.between)
 
 
-def _window_starts(n: int, room: int, overlap: int) -> list[int]:
-    """Starts of windows of ``room`` tokens covering ``n`` tokens, ``overlap`` shared."""
+def _window_starts(n: int, room: int, overlap: int, anchors: Sequence[int] | np.ndarray = ()) -> list[int]:
+    """Starts of windows of ``room`` tokens covering ``n`` tokens, at least ``overlap`` shared.
+
+    With ``anchors`` (sorted token positions where sentences start), each window after
+    the first starts at the last anchor that keeps at least ``overlap`` tokens shared
+    with the window before (so the model reads whole sentences from a window's start,
+    as in training); where no anchor fits, it starts ``room - overlap`` tokens on.
+    """
     if n <= room:
         return [0]
     step = max(1, room - overlap)
-    starts = list(range(0, n - room, step))
-    starts.append(n - room)
-    return starts
+    if not len(anchors):
+        starts = list(range(0, n - room, step))
+        starts.append(n - room)
+        return starts
+    a = np.asarray(anchors, dtype=np.int64)
+    out = [0]
+    while out[-1] + room < n:
+        prev = out[-1]
+        k = int(np.searchsorted(a, prev + step, side="right")) - 1
+        nxt = int(a[k]) if k >= 0 and a[k] > prev else prev + step
+        out.append(nxt)
+    return out
 
 
 def sentence_relevance(p: Passage, offsets: np.ndarray, token_probs: np.ndarray,

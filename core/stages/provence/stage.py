@@ -18,6 +18,7 @@ from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
 from ...runtime.locks import TokenizerLock
 from ...runtime.tokenize import token_ids_and_offsets
 from ...runtime.validation import check_choice, check_int, check_number, renamed
+from ...text.segment import sentence_spans
 from ...text.tokens import TokenCounter, get_counter
 from ...text.units import ReadingView, reading_view
 from .model import PrunerModel
@@ -143,6 +144,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
         self._requested_batch_tokens = max_batch_tokens
         self.max_batch_tokens: int = (max_batch_tokens if max_batch_tokens is not None
                                       else _BATCH_TOKENS.get(self.model.device.type, _GPU_BATCH_TOKENS))
+        self.sentence_windows = True  # windows of long passages start at sentence starts
         self._legacy_batching = False  # benchmarks: the previous batching (cut by size and token cap only)
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
@@ -218,8 +220,9 @@ class ProvencePruner(TokenizerLock, BaseStage):
             overlap = room // 4 if self.stride is None else min(self.stride, room // 2)
             for j, tok in enumerate(ids):
                 for lo, hi in _token_ranges(offsets[j], len(tok), records[j] if records else ()):
+                    anchors = self._anchors(texts[j], offsets[j], lo, hi) if hi - lo > room else ()
                     windows.extend((c, _Window(j, lo + s, min(lo + s + room, hi)))
-                                   for s in _window_starts(hi - lo, room, overlap))
+                                   for s in _window_starts(hi - lo, room, overlap, anchors))
         lengths = [n_special + len(queries[c]) + w.end - w.start for c, w in windows]
         batches = self.batches(lengths)
         with self._stats_lock:
@@ -231,6 +234,15 @@ class ProvencePruner(TokenizerLock, BaseStage):
             for i, r in zip(batch, self._forward(items), strict=True):
                 results[i] = r
         return _gather(len(calls), p_ids, p_offsets, windows, results)
+
+    def _anchors(self, text: str, offsets: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Token positions (from ``lo``) where the sentences of tokens ``[lo, hi)`` of ``text`` start."""
+        if not self.sentence_windows:
+            return np.zeros(0, dtype=np.int64)
+        a, b = int(offsets[lo, 0]), int(offsets[hi - 1, 1])
+        starts = np.asarray([a + s for s, _ in sentence_spans(text[a:b])], dtype=np.int64)
+        tok = np.searchsorted(offsets[lo:hi, 0], starts, side="left")
+        return np.unique(tok[(tok > 0) & (tok < hi - lo)])
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Positions of windows of ``lengths`` tokens (special tokens included), grouped into forward passes.
