@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 LOCK = ROOT / "requirements.lock"
 # Assets the test suite needs that no installed package carries.
-TEST_ASSETS = ("smollm2-gguf",)
+TEST_ASSETS = ("smollm2-gguf", "essays", "aa-lcr")
 # The extra combinations the README names, each smoke-tested in a fresh venv by `matrix`.
 MATRIX = {
     "core": "",
