@@ -373,3 +373,113 @@ def test_a_stage_around_an_in_memory_model_pickles_by_value(scorer: CrossEncoder
     again = pickle.loads(pickle.dumps(stage))
     assert [(p.index, p.score) for p in again.apply(QUERY, TEXTS)] == [(p.index, p.score)
                                                                        for p in stage.apply(QUERY, TEXTS)]
+
+
+# --------------------------------------------------------------------------- quantize="int8"
+
+
+def _linear_kinds(module: object) -> set[str]:
+    """Where the linear layers of a torch module come from: ``torch.nn`` (float) or a quantized module."""
+    import torch
+
+    assert isinstance(module, torch.nn.Module)
+    return {type(m).__module__ for m in module.modules() if type(m).__name__ == "Linear"}
+
+
+def test_int8_reranker_is_close_to_float_and_leaves_the_given_scorer_alone(scorer: CrossEncoderModel) -> None:
+    before = {k: v.clone() for k, v in scorer.model.state_dict().items()}
+    model_before, stats_before = scorer.model, scorer.padding_stats()
+    stage = CrossEncoderReranker(scorer, quantize="int8")
+    assert stage.quantize == "int8" and "quantize='int8'" in repr(stage)
+    assert "quantize" not in repr(CrossEncoderReranker(scorer)) and CrossEncoderReranker(scorer).quantize is None
+    assert stage.model is not scorer and stage.model.model is not scorer.model
+    assert _linear_kinds(stage.model.model) == {"torch.ao.nn.quantized.dynamic.modules.linear"}  # every one int8
+    # the scorer passed in keeps its float model, weights and settings
+    assert scorer.model is model_before and _linear_kinds(scorer.model) == {"torch.nn.modules.linear"}
+    assert all(torch_equal(v, scorer.model.state_dict()[k]) for k, v in before.items())
+    assert (stage.model.activation, stage.model.max_length, stage.model.batch_size) == (
+        scorer.activation, scorer.max_length, scorer.batch_size)
+    # the output contract is the float stage's: every passage, best first, identity and earlier scores kept
+    given_ = _passages()
+    out = stage.process(QUERY, given_)
+    assert out.dropped == () and sorted(p.index for p in out.passages) == list(range(len(TEXTS)))
+    scores = [p.score for p in out.passages]
+    assert scores == sorted(scores, reverse=True)
+    for p in out.passages:
+        src = given_[p.index]
+        assert p.text == src.text and p.metadata is src.metadata and p.original_score == 10.0 - p.index
+        assert p.scores[-1][0] == "cross-encoder"
+    # only the stage's own copy counts its tokens
+    assert stage.padding_stats().real > 0 and scorer.padding_stats() == stats_before
+    # scores move a little (sigmoid scale), but they do move: the int8 model really runs
+    q = np.array(stage.score(QUERY, given_), dtype=np.float64)
+    f = np.array(CrossEncoderReranker(scorer).score(QUERY, given_), dtype=np.float64)
+    assert 0.0 < np.abs(q - f).max() < 0.05
+    assert [p.index for p in out.passages][:2] == list(np.argsort(-f, kind="stable")[:2])  # same top 2
+    assert [(p.index, p.score) for p in CrossEncoderReranker(scorer, quantize="int8", top_n=2).apply(
+        QUERY, _passages())] == [(p.index, p.score) for p in out.passages[:2]]
+
+
+def torch_equal(a: object, b: object) -> bool:
+    import torch
+
+    assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+    return bool(torch.equal(a, b))
+
+
+def test_int8_reranker_from_a_path_and_from_loaded_models(one_label: Path, two_label: Path) -> None:
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForSequenceClassification
+
+    stage = CrossEncoderReranker(one_label, quantize="int8", device="cpu", batch_size=2)
+    assert _linear_kinds(stage.model.model) == {"torch.ao.nn.quantized.dynamic.modules.linear"}
+    expected = stage.score(QUERY, [Passage.from_text(t, i) for i, t in enumerate(TEXTS)])
+    # built from a path: its config carries the option, and a rebuilt (or unpickled) stage quantizes again
+    assert stage.config()["kwargs"] == {"quantize": "int8", "device": "cpu", "batch_size": 2}
+    import pickle
+
+    again = pickle.loads(pickle.dumps(stage))
+    assert again.quantize == "int8" and again.score(QUERY, [Passage.from_text(t, i) for i, t in enumerate(TEXTS)]
+                                                    ) == pytest.approx(expected, abs=1e-6)
+    # a loaded transformers model and a sentence-transformers CrossEncoder are copied, not changed
+    hf = AutoModelForSequenceClassification.from_pretrained(str(one_label), local_files_only=True)
+    ce = CrossEncoder(str(two_label), device="cpu", local_files_only=True)
+    for given_, tokenizer in ((hf, str(one_label)), (ce, None)):
+        inner = getattr(given_, "model", given_)
+        q = CrossEncoderReranker(given_, tokenizer=tokenizer, quantize="int8")
+        assert q.model.model is not inner and _linear_kinds(inner) == {"torch.nn.modules.linear"}
+        f = CrossEncoderReranker(given_, tokenizer=tokenizer)
+        passages = [Passage.from_text(t, i) for i, t in enumerate(TEXTS)]
+        diff = np.abs(np.array(q.score(QUERY, passages)) - np.array(f.score(QUERY, passages)))
+        assert 0.0 < diff.max() < 0.05
+    # the registry passes the option through
+    built = ragprune.create_stage("cross-encoder", model=str(one_label), quantize="int8", device="cpu")
+    assert isinstance(built, CrossEncoderReranker) and built.quantize == "int8"
+
+
+def test_int8_reranker_refuses_bad_values_and_other_devices(scorer: CrossEncoderModel, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in ("int4", "INT8", "", "fp16"):
+        with pytest.raises(ValueError, match="quantize must be one of None, 'int8'"):
+            CrossEncoderReranker(scorer, quantize=bad)
+    for wrong in (8, True, b"int8"):
+        with pytest.raises(TypeError, match="quantize"):
+            CrossEncoderReranker(scorer, quantize=wrong)  # type: ignore[arg-type]
+    # a path is refused before anything loads (a missing folder would be a ModelLoadError otherwise)
+    missing = tmp_path / "never-loaded"
+    with pytest.raises(ValueError, match=r"runs on CPU; device='meta' selects meta"):
+        CrossEncoderReranker(missing, quantize="int8", device="meta")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # "auto" picks a GPU where there is one
+    with pytest.raises(ValueError, match=r"runs on CPU; device='auto' selects cuda.*device='cpu'"):
+        CrossEncoderReranker(missing, quantize="int8")
+    monkeypatch.undo()
+    with pytest.raises(ModelLoadError):
+        CrossEncoderReranker(missing, quantize="int8", device="cpu")  # the device check passes, then loading fails
+    # a scorer whose model is elsewhere is refused too, and left as it is
+    elsewhere = CrossEncoderModel(scorer.model, tokenizer=scorer.tokenizer)
+    elsewhere.device = torch.device("meta")
+    with pytest.raises(ValueError, match=r"runs on CPU; cross-encoder .* is on meta"):
+        CrossEncoderReranker(elsewhere, quantize="int8")
+    assert _linear_kinds(elsewhere.model) == {"torch.nn.modules.linear"}

@@ -280,3 +280,75 @@ def test_property_invariants(texts: list[str], threshold: Any, top_n: Any, scope
             assert len(p.units()) <= top_n or len(Passage.from_text(texts[p.index], 0).units()) <= top_n
     if cap is not None:
         assert sum(WordCounter().count(p.text) for p in res.passages if not p.is_blank) <= cap
+
+
+# ----------------------------------------------------------------- quantize="int8"
+
+
+def _linear_kinds(module: Any) -> set[str]:
+    """Where the linear layers of a torch module come from: ``torch.nn`` (float) or a quantized module."""
+    return {type(m).__module__ for m in module.modules() if type(m).__name__ == "Linear"}
+
+
+FLOAT, INT8 = {"torch.nn.modules.linear"}, {"torch.ao.nn.quantized.dynamic.modules.linear"}
+
+
+def test_int8_cross_encoder_selector(tiny_encoders: tuple[Path, Path]) -> None:
+    import torch
+
+    from ragprune.runtime.encoders import CrossEncoderModel
+
+    ce, _ = tiny_encoders
+    sel = SentenceSelector(ce, kind="cross-encoder", top_n=2, device="cpu", quantize="int8")
+    assert sel.quantize == "int8" and "quantize='int8'" in repr(sel) and _linear_kinds(sel.scorer.model) == INT8
+    model = CrossEncoderModel(ce, device="cpu")
+    before = {k: v.clone() for k, v in model.model.state_dict().items()}
+    given_ = SentenceSelector(model, top_n=2, quantize="int8")
+    # a CrossEncoderModel passed in is copied: it keeps its float model and weights, and counts nothing
+    assert given_.scorer is not model and given_.scorer.model is not model.model
+    assert _linear_kinds(given_.scorer.model) == INT8 and _linear_kinds(model.model) == FLOAT
+    assert all(torch.equal(v, model.model.state_dict()[k]) for k, v in before.items())
+    res = sel.process(QUERY, [*PASSAGES, ""])
+    assert model.padding_stats().real == 0 and sel.padding_stats().real > 0
+    # the output contract of the float selector: input order, at most top_n sentences each, extractive
+    assert [p.index for p in res.passages] == list(range(len(PASSAGES) + 1)) and res.passages[-1].text == ""
+    for p in res.passages[:-1]:
+        check_extractive(p)
+        assert len(p.spans or ()) <= 2
+    assert [(p.index, p.spans) for p in given_.process(QUERY, PASSAGES).passages] == [
+        (p.index, p.spans) for p in res.passages[:-1]]
+    # sentence scores move a little, but they move: the int8 model runs
+    texts = [PASSAGES[0][a:b] for a, b in Passage.from_text(PASSAGES[0], 0).units()]
+    texts += [PASSAGES[3][a:b] for a, b in Passage.from_text(PASSAGES[3], 0).units()]
+    q = sel.score_texts(QUERY, texts)
+    f = SentenceSelector(model, top_n=2).score_texts(QUERY, texts)
+    assert q.shape == f.shape == (len(texts),) and 0.0 < np.abs(q - f).max() < 0.05
+
+
+def test_int8_selector_refuses_what_it_cannot_quantize(tiny_encoders: tuple[Path, Path], tmp_path: Path) -> None:
+    ce, bi = tiny_encoders
+    missing = tmp_path / "never-loaded"  # every refusal comes before loading (else: ModelLoadError)
+    for bad in ("int4", "INT8"):
+        with pytest.raises(ValueError, match="quantize must be one of None, 'int8'"):
+            SentenceSelector(missing, kind="cross-encoder", top_n=1, quantize=bad)
+    with pytest.raises(TypeError, match="quantize"):
+        SentenceSelector(missing, kind="cross-encoder", top_n=1, quantize=8)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cross-encoder scorer only, not a bi-encoder"):
+        SentenceSelector(missing, kind="bi-encoder", top_n=1, quantize="int8")
+    with pytest.raises(ValueError, match=r"runs on CPU; device='meta' selects meta"):
+        SentenceSelector(missing, kind="cross-encoder", top_n=1, quantize="int8", device="meta")
+    from ragprune.runtime.loading import LoadOptions, ModelLoadError
+
+    with pytest.raises(ValueError, match=r"runs on CPU; device='meta' selects meta"):
+        SentenceSelector(missing, kind="cross-encoder", top_n=1, quantize="int8", options=LoadOptions(device="meta"))
+    with pytest.raises(ModelLoadError):
+        SentenceSelector(missing, kind="cross-encoder", top_n=1, quantize="int8", device="cpu")
+    with pytest.raises(ValueError, match="needs a CrossEncoderModel or a model path"):
+        SentenceSelector(LexicalScorer(), top_n=1, quantize="int8")
+    with pytest.raises(ValueError, match="cross-encoder scorer only"):
+        SentenceSelector(BagEncoder(), top_n=1, quantize="int8")
+    from ragprune.runtime.encoders import BiEncoderModel
+
+    with pytest.raises(ValueError, match="cross-encoder scorer only"):
+        SentenceSelector(BiEncoderModel(bi, device="cpu"), top_n=1, quantize="int8")
+    assert SentenceSelector(ce, kind="cross-encoder", top_n=1, device="cpu").quantize is None

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Unpack
 
 import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.batching import PaddingStats
+from ..runtime.device import resolve_device
 from ..runtime.encoders import CrossEncoderModel
 from ..runtime.loading import LoadKwargs, LoadOptions
+from ..runtime.quantize import check_quantize, quantize_cross_encoder, require_cpu
 from ..runtime.validation import check_int, check_number
 
 __all__ = ["CrossEncoderReranker"]
@@ -41,6 +44,13 @@ class CrossEncoderReranker(BaseStage):
             passed to :class:`CrossEncoderModel` when ``model`` is not one already
             (``max_batch_tokens``: tokens per forward pass, padding included; default:
             2048 on CPU, 16384 on GPUs).
+        quantize: ``"int8"``: dynamic int8 quantization of the model's linear layers
+            (:func:`~ragprune.runtime.quantize.quantize_int8`; weights int8 per tensor,
+            activations quantized per batch), CPU only: ``ValueError`` for a model on
+            another device, or loaded for one (``device="auto"`` on a machine with a GPU:
+            pass ``device="cpu"``).  A model or :class:`CrossEncoderModel` passed in is
+            left as it is: the stage runs a quantized copy.  Scores move a little (the
+            ranking mostly stays); default ``None``: the model as loaded.
     """
 
     name = "cross-encoder"
@@ -57,20 +67,29 @@ class CrossEncoderReranker(BaseStage):
         max_length: int | None = None,
         activation: str = "auto",
         tokenizer: Any = None,
+        quantize: str | None = None,
         options: LoadOptions | None = None,
         **load: Unpack[LoadKwargs],
     ) -> None:
         self.top_n = check_int("top_n", top_n, min=0, allow_none=True)
         self.threshold = check_number("threshold", threshold, allow_none=True)
+        self.quantize = check_quantize(quantize)
+        from_path = isinstance(model, (str, os.PathLike))
         if isinstance(model, CrossEncoderModel):
             self.model = model
         else:
+            opts = LoadOptions.resolve(options, **load)
+            if self.quantize is not None and from_path:
+                require_cpu(resolve_device(opts.device), f"device={opts.device!r} selects")  # before loading anything
             self.model = CrossEncoderModel(model, tokenizer=tokenizer, max_length=max_length, batch_size=batch_size,
-                                           max_batch_tokens=max_batch_tokens, activation=activation,
-                                           options=options, **load)
+                                           max_batch_tokens=max_batch_tokens, activation=activation, options=opts)
+        if self.quantize is not None:
+            # a model this stage loaded itself is quantized in place; any other one is copied first
+            self.model = quantize_cross_encoder(self.model, inplace=from_path)
 
     def __repr__(self) -> str:
-        return f"CrossEncoderReranker({self.model!r}, top_n={self.top_n}, threshold={self.threshold})"
+        q = f", quantize={self.quantize!r}" if self.quantize else ""
+        return f"CrossEncoderReranker({self.model!r}, top_n={self.top_n}, threshold={self.threshold}{q})"
 
     def padding_stats(self, *, reset: bool = False) -> PaddingStats:
         """Real and padded tokens fed to the model so far (then zeroed if ``reset``); a

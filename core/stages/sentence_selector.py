@@ -23,6 +23,7 @@ import numpy as np
 
 from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.batching import PaddingStats
+from ..runtime.quantize import check_quantize
 from ..runtime.validation import check_choice, check_int, check_number, renamed
 from ..text.segment import Span, render_spans
 from ..text.tokens import TokenCounter, get_counter
@@ -33,17 +34,27 @@ SCORER_KINDS = ("cross-encoder", "bi-encoder")
 _SCOPES = ("passage", "global")
 
 
-def _make_scorer(scorer: Any, kind: str | None, options: dict[str, Any]) -> tuple[Any, str]:
+def _make_scorer(scorer: Any, kind: str | None, options: dict[str, Any], quantize: str | None) -> tuple[Any, str]:
     if isinstance(scorer, (str, os.PathLike)):
         if kind is None:
             raise ValueError(f"kind must be one of {', '.join(SCORER_KINDS)} when scorer is a path; got None")
         check_choice("kind", kind, SCORER_KINDS)
+        if quantize is not None:
+            _check_quantizable(kind, options)  # before loading anything
         from ..runtime.encoders import BiEncoderModel, CrossEncoderModel
 
         cls = CrossEncoderModel if kind == "cross-encoder" else BiEncoderModel
-        return cls(scorer, **options), kind
+        return _quantized(cls(scorer, **options), quantize, inplace=True), kind  # loaded here: quantized in place
     if options:
         raise ValueError(f"{', '.join(sorted(options))} only apply when scorer is a path")
+    kind = _kind_of(scorer, kind)
+    if quantize is not None:
+        _check_quantizable(kind, None)
+    return _quantized(scorer, quantize, inplace=False), kind
+
+
+def _kind_of(scorer: Any, kind: str | None) -> str:
+    """The kind of a scorer object: ``kind`` checked against its methods, or guessed from them."""
     if kind is not None:
         check_choice("kind", kind, SCORER_KINDS)
     if kind is None:
@@ -57,7 +68,37 @@ def _make_scorer(scorer: Any, kind: str | None, options: dict[str, Any]) -> tupl
     need = "score_pairs" if kind == "cross-encoder" else "encode"
     if not hasattr(scorer, need):
         raise TypeError(f"a {kind} scorer needs a {need} method; {type(scorer).__name__} has none")
-    return scorer, kind
+    return kind
+
+
+def _check_quantizable(kind: str, options: dict[str, Any] | None) -> None:
+    """``ValueError`` unless the scorer is a cross-encoder and ``options`` (those of a scorer about to be
+    loaded from a path, if any) select the CPU."""
+    if kind != "cross-encoder":
+        raise ValueError(f"quantize applies to a cross-encoder scorer only, not a {kind}")
+    if options is None:
+        return
+    from ..runtime.device import resolve_device
+    from ..runtime.loading import LoadOptions
+    from ..runtime.quantize import require_cpu
+
+    load = {k: v for k, v in options.items() if k in ("device", "dtype", "local_files_only", "revision")}
+    device = LoadOptions.resolve(options.get("options"), **load).device
+    require_cpu(resolve_device(device), f"device={device!r} selects")
+
+
+def _quantized(scorer: Any, quantize: str | None, *, inplace: bool) -> Any:
+    """``scorer`` as ``quantize`` says: itself (``None``), else its int8 version (only a ``CrossEncoderModel``;
+    a copy unless ``inplace``)."""
+    if quantize is None:
+        return scorer
+    from ..runtime.encoders import CrossEncoderModel
+    from ..runtime.quantize import quantize_cross_encoder
+
+    if not isinstance(scorer, CrossEncoderModel):
+        raise ValueError(f"quantize={quantize!r} needs a CrossEncoderModel or a model path as scorer; "
+                         f"got {type(scorer).__name__}")
+    return quantize_cross_encoder(scorer, inplace=inplace)
 
 
 class SentenceSelector(BaseStage):
@@ -80,6 +121,14 @@ class SentenceSelector(BaseStage):
         device, dtype, local_files_only, batch_size, max_batch_tokens, max_length:
             passed to the scorer built from a path (``max_batch_tokens``: tokens per
             forward pass, padding included; default: 2048 on CPU, 16384 on GPUs).
+        quantize: ``"int8"``: a cross-encoder scorer (a path with ``kind="cross-encoder"``,
+            or a ``CrossEncoderModel``) runs its linear layers in dynamic int8, as
+            :class:`~ragprune.stages.cross_encoder.CrossEncoderReranker` does with the
+            same option: CPU only (``ValueError`` for another device, or for
+            ``device="auto"`` on a machine with a GPU: pass ``device="cpu"``), and a
+            ``CrossEncoderModel`` passed in is left as it is (the stage scores with a
+            quantized copy).  ``ValueError`` for a bi-encoder or any other scorer.
+            Default ``None``: the model as loaded.
         top_k, top_k_scope: deprecated names of ``top_n`` and ``top_n_scope``
             (accepted for one release, with a ``DeprecationWarning``).
 
@@ -105,6 +154,7 @@ class SentenceSelector(BaseStage):
         context_window: int = 0,
         top_k: int | None = None,
         top_k_scope: str | None = None,
+        quantize: str | None = None,
         **scorer_options: Any,
     ) -> None:
         top_n = renamed("top_k", top_k, "top_n", top_n)
@@ -114,6 +164,7 @@ class SentenceSelector(BaseStage):
         self.top_n_scope = check_choice("top_n_scope", top_n_scope, _SCOPES)
         self.max_tokens = check_int("max_tokens", max_tokens, min=0, allow_none=True)
         self.context_window = check_int("context_window", context_window, min=0)
+        self.quantize = check_quantize(quantize)
         if threshold is None and top_n is None and max_tokens is None:
             raise ValueError("set at least one of threshold, top_n, max_tokens")
         allowed = {"options", "device", "dtype", "local_files_only", "revision", "batch_size", "max_batch_tokens",
@@ -121,13 +172,14 @@ class SentenceSelector(BaseStage):
         unknown = set(scorer_options) - allowed
         if unknown:
             raise TypeError(f"unexpected arguments: {', '.join(sorted(unknown))}")
-        self.scorer, self.kind = _make_scorer(scorer, kind, scorer_options)
+        self.scorer, self.kind = _make_scorer(scorer, kind, scorer_options, self.quantize)
         self.counter: TokenCounter = get_counter(counter)
 
     def __repr__(self) -> str:
+        q = f", quantize={self.quantize!r}" if self.quantize else ""
         return (f"SentenceSelector({self.scorer!r}, kind={self.kind!r}, threshold={self.threshold}, "
                 f"top_n={self.top_n}, top_n_scope={self.top_n_scope!r}, max_tokens={self.max_tokens}, "
-                f"context_window={self.context_window})")
+                f"context_window={self.context_window}{q})")
 
     # ----------------------------------------------------------------- scoring
     def padding_stats(self, *, reset: bool = False) -> PaddingStats:

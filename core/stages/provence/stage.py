@@ -16,6 +16,7 @@ from ...passage import BaseStage, Dropped, Passage, StageOutput
 from ...runtime.batching import PaddingStats, length_sorted_batches, packed_batches
 from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
 from ...runtime.locks import TokenizerLock
+from ...runtime.quantize import QUANTIZE, quantize_int8
 from ...runtime.tokenize import token_ids_and_offsets
 from ...runtime.validation import check_choice, check_int, check_number, renamed
 from ...text.segment import sentence_spans
@@ -375,27 +376,6 @@ def _gather(n_calls: int, p_ids: list[list[np.ndarray]], p_offsets: list[list[np
         ranks[c][w.passage] = max(ranks[c][w.passage], rank)
     return [([s / np.maximum(k, 1.0) for s, k in zip(sums[c], counts[c], strict=True)], p_offsets[c], ranks[c])
             for c in range(n_calls)]
-
-
-QUANTIZE = ("int8",)
-
-
-def quantize_int8(model: PrunerModel) -> PrunerModel:
-    """A copy of ``model`` whose linear layers run in dynamic int8 (weights int8 per tensor, activations
-    quantized per batch at run time); CPU only."""
-    if model.device.type != "cpu":
-        raise ValueError(f"quantize='int8' runs on CPU; the model is on {model.device} (on a GPU use "
-                         "dtype='float16' or 'bfloat16')")
-    import copy
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    work = copy.deepcopy(model).float()  # the caller's model stays as it is
-    with warnings.catch_warnings():  # torch flags its quantized tensor constructors as deprecated
-        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-        quantized: PrunerModel = quantize_dynamic(work, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    return quantized.eval()
 
 
 def _sigmoid(x: float) -> float:
