@@ -295,3 +295,34 @@ def test_low_recall_check_needs_validation(tmp_path: Path, tiny_data: Path, tiny
     assert "WARNING" not in capsys.readouterr().err
     assert main(["train", "pruner", "--out", str(tmp_path / "x"), "--min-recall", "1.5"]) == 2
     assert "argument --min-recall: must be a number in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_train_pruner_from_a_cross_encoder_keeps_its_classifier(tmp_path: Path, tiny_data: Path,
+                                                                tiny_sequence_classifier: Path) -> None:
+    """``--ranking sequence-classifier`` fine-tunes the base model's own classification head as the ranker."""
+    from safetensors.torch import load_file
+
+    from ragprune import ProvencePruner
+
+    out = tmp_path / "pruner"
+    rc, text = _train(out, tiny_data, tiny_sequence_classifier, "--ranking", "sequence-classifier", "--epochs", "1",
+                      "--allow-low-recall")
+    assert rc == 0, text
+    assert json.loads((out / "ragprune_pruner.json").read_text())["ranking"] == "sequence-classifier"
+    assert json.loads((out / "training_summary.json").read_text())["ranking"] == "sequence-classifier"
+    base = load_file(str(tiny_sequence_classifier / "model.safetensors"))
+    tuned = load_file(str(out / "model.safetensors"))
+    head = [k for k in tuned if k.endswith("classifier.weight")]
+    assert head and not any(k.startswith("rank_head") for k in tuned)  # the base's head, not a fresh one
+    base_head = next(v for k, v in base.items() if k.endswith("classifier.weight"))
+    assert tuned[head[0]].shape == base_head.shape
+    assert not bool((tuned[head[0]].float() == base_head.float()).all())  # and it was trained
+    pruner = ProvencePruner(out, local_files_only=True, device="cpu")
+    assert pruner.model.spec.ranking == "sequence-classifier"
+    result = pruner.apply("what is the capital of france?", ["The capital of france is paris. The cat sat."])
+    assert len(result) <= 1
+
+
+def test_train_pruner_ranking_must_be_known(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "pruner", "--out", str(tmp_path / "x"), "--ranking", "pooled"]) == 2
+    assert "--ranking" in capsys.readouterr().err

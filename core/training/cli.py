@@ -408,6 +408,11 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offtopic", type=int_at_least(0), default=0,
                    help="passages of other questions paired with each question as irrelevant, drawn with --seed "
                         "(default: %(default)s)")
+    p.add_argument("--ranking", choices=("cls-linear", "sequence-classifier"), default="cls-linear",
+                   help="passage ranking head: a fresh linear head on [CLS] (cls-linear), or the base model's own "
+                        "sequence-classification head, kept and fine-tuned (sequence-classifier: start from a "
+                        "cross-encoder such as ms-marco-minilm-l12 of `ragprune assets`); ignored when "
+                        "--base-model is a pruner (default: %(default)s)")
     p.add_argument("--ood", type=int_at_least(0), default=0, metavar="N",
                    help="also train on N out-of-domain cases (ragprune.bench.ood, training documents and fact "
                         "templates: facts inserted into essays, same-document and other-document passages) "
@@ -544,7 +549,7 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     result = train_pruner(train_examples, base_model=base, output_dir=out_dir, epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, max_length=args.max_length,
                           device=args.device, val_examples=val_examples or None, progress=args.progress,
-                          rank_weight=args.rank_weight, save_every_epoch=args.save_every_epoch,
+                          rank_weight=args.rank_weight, ranking=args.ranking, save_every_epoch=args.save_every_epoch,
                           group_by_length=args.group_by_length, local_files_only=True)
     for e in result.epochs:
         print(f"epoch {e.epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in asdict(e).items()
@@ -555,7 +560,8 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
         "train_pairs": len(train_examples), "val_questions": len(val_cases), "negatives": args.negatives,
         "offtopic": args.offtopic, "ood_cases": len(ood_train), "ood_val_cases": len(ood_val),
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "max_length": args.max_length, "rank_weight": args.rank_weight, "group_by_length": args.group_by_length,
+        "max_length": args.max_length, "rank_weight": args.rank_weight, "ranking": result.model.spec.ranking,
+        "group_by_length": args.group_by_length,
         "steps": result.steps,
         "train_seconds": round(result.seconds, 1), "epoch_stats": [asdict(e) for e in result.epochs],
     }
