@@ -329,6 +329,16 @@ def test_build_methods_validates_names() -> None:
                                           MethodConfig(assets_dir="/nonexistent"))] == ["none"]
 
 
+def test_cross_encoder_int8_method_quantizes_the_reranker(tiny_sequence_classifier: Path) -> None:
+    (ce,) = build_methods(["cross-encoder-int8"], MethodConfig(cross_encoder=tiny_sequence_classifier))
+    assert ce.name == "cross-encoder-int8" and ce.default_point() == 3.0
+    ce.load()
+    assert ce.stage.quantize == "int8" and ce.stage.model.device.type == "cpu"
+    case = make_case()
+    scores = ce.score(case.question, case_passages(case))
+    assert len(scores) == len(case.passages) and all(s is not None and np.isfinite(s) for s in scores)
+
+
 def _write_jsonl(path: Path) -> Path:
     rows = [
         {"id": "a", "question": "What is the capital of France?", "answers": ["Paris"],

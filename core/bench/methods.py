@@ -323,6 +323,11 @@ class RerankerMethod(_ModelStageMethod):
     points = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
     default = 3.0
 
+    def __init__(self, model: Any, **options: Any) -> None:
+        super().__init__(model, **options)
+        if options.get("quantize"):
+            self.name = f"cross-encoder-{options['quantize']}"
+
     def _build(self) -> Any:
         from ..stages.cross_encoder import CrossEncoderReranker
 
@@ -768,6 +773,7 @@ METHOD_NAMES: tuple[str, ...] = (
     "sentence-selector",
     "sentence-selector-context",
     "cross-encoder",
+    "cross-encoder-int8",
     "provence",
     "provence-int8",
     "token-classifier",
@@ -849,6 +855,8 @@ _BUILDERS: dict[str, Callable[[MethodConfig], BaseMethod]] = {
         _cross_encoder(config), device=config.device, local_files_only=True),
     "cross-encoder": lambda config: RerankerMethod(_cross_encoder(config), device=config.device,
                                                    local_files_only=True),
+    "cross-encoder-int8": lambda config: RerankerMethod(_cross_encoder(config), device="cpu", local_files_only=True,
+                                                        quantize="int8"),
     "provence": _build_provence,
     "provence-int8": _build_provence_int8,
     "query-token-compressor": _build_query_token_compressor,
