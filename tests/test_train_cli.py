@@ -326,3 +326,34 @@ def test_train_pruner_from_a_cross_encoder_keeps_its_classifier(tmp_path: Path, 
 def test_train_pruner_ranking_must_be_known(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "pruner", "--out", str(tmp_path / "x"), "--ranking", "pooled"]) == 2
     assert "--ranking" in capsys.readouterr().err
+
+
+def test_calibrate_only_chooses_settings_without_training(tmp_path: Path, tiny_data: Path,
+                                                          tiny_encoder: Path) -> None:
+    """``--calibrate-only`` copies a pruner, leaves its weights alone and stores the settings chosen on validation."""
+    first = tmp_path / "first"
+    assert _train(first, tiny_data, tiny_encoder, "--epochs", "1", "--allow-low-recall")[0] == 0
+    before = (first / "model.safetensors").read_bytes(), (first / "ragprune_pruner.json").read_text()
+    out = tmp_path / "calibrated"
+    rc, text = _train(out, tiny_data, first, "--calibrate-only", "--allow-low-recall", "--thresholds", "0.0",
+                      "--gates", "0.0", "1.0", "--max-gate-loss", "0.0")
+    assert rc == 0, text
+    assert "epoch 1:" not in text and "calibrating" in text
+    assert (first / "model.safetensors").read_bytes() == before[0]  # the base is untouched
+    assert (first / "ragprune_pruner.json").read_text() == before[1]
+    assert (out / "model.safetensors").read_bytes() == before[0]  # the copy's weights too: nothing trained
+    spec = json.loads((out / "ragprune_pruner.json").read_text())
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["train_questions"] == 9  # the base's own summary is kept ...
+    cal = summary["calibration"]  # ... and the calibration's figures added
+    assert cal["val_questions"] == 3 and cal["threshold"] == spec["threshold"] == 0.0
+    assert cal["gate"] == spec["gate"] == 0.0 and set(spec["int8"]) == {"threshold", "gate"}
+    assert [f["gate"] for f in cal["gate_sweep"]] == [0.0, 1.0]
+
+
+def test_calibrate_only_needs_a_pruner(tmp_path: Path, tiny_data: Path, tiny_encoder: Path) -> None:
+    from ragprune.cli import UsageError
+
+    with pytest.raises(UsageError, match="needs a pruner"):
+        _train(tmp_path / "x", tiny_data, tiny_encoder, "--calibrate-only")
+    assert not (tmp_path / "x").exists()

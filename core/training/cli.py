@@ -440,6 +440,9 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
                    help="exit 0 even when the validation recall is below --min-recall (the warning stays)")
     p.add_argument("--counter", default="cl100k_base",
                    help="token counter of the validation figures (default: %(default)s)")
+    p.add_argument("--calibrate-only", action="store_true",
+                   help="train nothing: copy the pruner of --base-model to --out and choose its threshold, --gates "
+                        "and int8 setting on the validation sets (--val-questions, --ood-val) alone")
     p.add_argument("--save-every-epoch", action="store_true", help="write epoch-N/ checkpoints too")
     p.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
                    help="batch examples in random order instead of grouping similar lengths "
@@ -533,6 +536,8 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     cases = load_training_cases(data, args)
     n_val = max(0, min(args.val_questions, len(cases) - 1))
     train_cases, val_cases = cases[: len(cases) - n_val], cases[len(cases) - n_val :]
+    if args.calibrate_only:
+        return _calibrate_only(args, Path(base), val_cases, out)
     train_cases = train_cases[max(0, args.start_question) :]
     if args.max_questions is not None:
         train_cases = train_cases[: args.max_questions]
@@ -573,6 +578,44 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"saved {out_dir} ({result.steps} steps, {summary['total_seconds']} s)", file=out, flush=True)
     if chosen is not None and low_recall(chosen, args.min_recall):
+        warn_low_recall(chosen, args.min_recall, allowed=args.allow_low_recall)
+        return 0 if args.allow_low_recall else EXIT_LOW_RECALL
+    return 0
+
+
+def _calibrate_only(args: argparse.Namespace, base: Path, val_cases: Sequence[Any], out: TextIO) -> int:
+    """``--calibrate-only``: the pruner of ``base`` copied to ``--out``, its threshold, gate and int8 setting chosen
+    on validation; its training summary (if any) gains the figures under ``"calibration"``."""
+    import shutil
+
+    from ..cli import UsageError
+    from ..stages.provence import FORMAT_FILE
+
+    if not (base / FORMAT_FILE).is_file():
+        raise UsageError(f"--calibrate-only needs a pruner as --base-model (a directory with {FORMAT_FILE}); "
+                         f"{base} is none")
+    _, ood_val = _ood_cases(argparse.Namespace(ood=0, ood_val=args.ood_val, seed=args.seed))
+    val_sets = {name: c for name, c in (("hotpotqa", list(val_cases)), ("ood", ood_val)) if c}
+    if not val_sets:
+        raise UsageError("--calibrate-only needs validation cases: --val-questions or --ood-val above 0")
+    started = time.perf_counter()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in base.iterdir():
+        if f.is_file() and f.name != "MODEL_CARD.md":
+            shutil.copyfile(f, out_dir / f.name)
+    summary_path = out_dir / "training_summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    calibration: dict[str, Any] = {"base_model": base.name, "val_questions": len(val_cases),
+                                   "ood_val_cases": len(ood_val), "seed": args.seed, "counter": args.counter}
+    print(f"calibrating {base}: validation: {len(val_cases)} questions + {len(ood_val)} out-of-domain cases",
+          file=out, flush=True)
+    chosen = _validate_and_choose(args, out_dir, val_sets, calibration, out)
+    calibration["total_seconds"] = round(time.perf_counter() - started, 1)
+    summary["calibration"] = calibration
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"saved {out_dir} ({calibration['total_seconds']} s)", file=out, flush=True)
+    if low_recall(chosen, args.min_recall):
         warn_low_recall(chosen, args.min_recall, allowed=args.allow_low_recall)
         return 0 if args.allow_low_recall else EXIT_LOW_RECALL
     return 0
