@@ -1,7 +1,7 @@
 """Dynamic int8 quantization on CPU: the ``quantize="int8"`` option of the model-backed stages.
 
 :func:`quantize_int8` turns a copy of a torch module's linear layers into dynamic int8 ones (weights int8 per
-tensor, activations quantized per batch at run time); :func:`quantize_cross_encoder` does it to the model of a
+output channel, activations quantized per batch at run time); :func:`quantize_cross_encoder` does it to the model of a
 :class:`~ragprune.runtime.encoders.CrossEncoderModel` (the cross-encoder reranker and sentence selector).  Both
 run on CPU only: torch has no dynamic int8 kernels for GPUs, where half precision is the fast path.
 
@@ -66,12 +66,15 @@ def quantize_int8(model: M, *, inplace: bool = False) -> M:
     if device.type != "cpu":
         raise ValueError(f"quantize='int8' runs on CPU; the model is on {device} ({_GPU_HINT})")
     import torch
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     work = (model if inplace else copy.deepcopy(model)).float()  # the caller's model stays as it is
+    # One scale per output channel: on held-out training questions the pruner's recall curve stays closer to
+    # float32's than with one scale per tensor, at the same speed.
+    spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
     with warnings.catch_warnings():  # torch flags its quantized tensor constructors as deprecated
-        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-        quantized: M = quantize_dynamic(work, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        warnings.filterwarnings("ignore", message=".*quantize_per_(tensor|channel).*", category=UserWarning)
+        quantized: M = quantize_dynamic(work, spec, dtype=torch.qint8, inplace=True)
     return quantized.eval()
 
 

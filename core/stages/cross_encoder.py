@@ -45,7 +45,7 @@ class CrossEncoderReranker(BaseStage):
             (``max_batch_tokens``: tokens per forward pass, padding included; default:
             2048 on CPU, 16384 on GPUs).
         quantize: ``"int8"``: dynamic int8 quantization of the model's linear layers
-            (:func:`~ragprune.runtime.quantize.quantize_int8`; weights int8 per tensor,
+            (:func:`~ragprune.runtime.quantize.quantize_int8`; weights int8 per output channel,
             activations quantized per batch), CPU only: ``ValueError`` for a model on
             another device, or loaded for one (``device="auto"`` on a machine with a GPU:
             pass ``device="cpu"``).  A model or :class:`CrossEncoderModel` passed in is
