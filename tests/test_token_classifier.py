@@ -114,7 +114,10 @@ def rate_compressor(path: Path, rate: float, cache: dict = {}) -> TokenClassifie
 def test_properties(model_path: Path, texts: list[str], rate: float, data: st.DataObject) -> None:
     comp = rate_compressor(model_path, rate)
     meta = [{"id": i} for i in range(len(texts))]
-    items = [Passage.from_text(t, i, metadata=m) for i, (t, m) in enumerate(zip(texts, meta, strict=True))]
+    # Read as prose: the random texts can start a line with "- " or "| ", which as markdown is a list or table
+    # marker, not a word (structure-aware units have their own tests).
+    items = [Passage.from_text(t, i, metadata=m, structure="prose")
+             for i, (t, m) in enumerate(zip(texts, meta, strict=True))]
     res = comp.process(None, items)
     out = list(res.passages)
     # Nothing dropped with a rate; order, identity and metadata kept.
@@ -127,7 +130,7 @@ def test_properties(model_path: Path, texts: list[str], rate: float, data: st.Da
         if src.is_blank:
             assert p is src
             continue
-        n = n_words(src.text)
+        n = len(src.units("word"))
         assert kept_words(p) <= math.ceil(rate * n - 1e-9)
         if rate == 1.0:
             assert p.spans == src.spans
