@@ -70,6 +70,16 @@ def save_unigram_tokenizer(path: Path, *, model_max_length: int = 128) -> Any:
     return tok
 
 
+def write_qa_jsonl(path: Path, passages: list[dict[str, str]]) -> Path:
+    """Two ``ragprune bench`` JSONL cases over ``passages`` (the second in reverse order) written to ``path``."""
+    import json
+
+    rows = [{"question": "what is the capital of france?", "answers": "Paris", "passages": passages},
+            {"question": "which city is in germany?", "answers": "Berlin", "passages": passages[::-1]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def save_tiny_model(path: Path, model_class: Any, config: Any, *, seed: int = 0) -> Any:
     """Build ``model_class(config)`` with seeded random weights and save it as safetensors."""
     import torch

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_BERT, save_tiny_model, save_wordpiece_tokenizer
+from conftest import TINY_BERT, save_tiny_model, save_wordpiece_tokenizer, write_qa_jsonl
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -56,11 +56,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_sequence_classifi
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("speed-data") / "cases.jsonl"
-    rows = [{"question": "what is the capital of france?", "answers": "Paris", "passages": PASSAGES},
-            {"question": "which city is in germany?", "answers": "Berlin", "passages": PASSAGES[::-1]}]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return write_qa_jsonl(tmp_path_factory.mktemp("speed-data") / "cases.jsonl", PASSAGES)
 
 
 def test_every_option_shows_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
