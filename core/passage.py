@@ -377,6 +377,15 @@ class BaseStage:
         obj._init_args = (args, dict(kwargs))  # how it was built: see config()
         return obj
 
+    def warmup(self) -> int:
+        """Run each batch shape of this stage's models once, so that no call pays for a shape's first
+        kernels (on accelerators, where models batch in shape buckets:
+        :class:`~ragprune.runtime.batching.ShapeBuckets`); returns the forward passes run (0 on CPU by
+        default).  A server calls it at load."""
+        from .runtime.batching import PackedBatching  # imports neither torch nor transformers
+
+        return sum(m.warmup() for m in vars(self).values() if isinstance(m, PackedBatching))
+
     def config(self) -> dict[str, Any]:
         """How to build this stage again, JSON-ready: its class and its constructor arguments.
 

@@ -136,6 +136,15 @@ class Pipeline(BaseStage):
     def __repr__(self) -> str:
         return f"Pipeline(stages={list(self.stages)!r}, budget={self.budget!r}, counter={self.counter!r})"
 
+    def warmup(self) -> int:
+        """:meth:`BaseStage.warmup` of every stage that has one; the forward passes run."""
+        total = 0
+        for stage in self.stages:
+            warm = getattr(stage, "warmup", None)
+            if callable(warm):
+                total += int(warm())
+        return total
+
     def config(self) -> dict[str, Any]:
         """How to build this pipeline again (its stages' configs, the budget, the counter), JSON-ready."""
         from .registry import counter_config

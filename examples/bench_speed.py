@@ -19,14 +19,19 @@ over the cases (each case's median over ``--repeats``), the seconds spent inside
 (its ``forward`` wrapped with a ``time.perf_counter`` clock; on CUDA synchronized on both sides) and their
 ratio: what tokenization, batching and selection cost on top of the model.
 
+The distinct batch shapes each stage fed are counted too.  On an accelerator the stages batch in shape
+buckets by default (``ragprune.runtime.batching.ShapeBuckets``: ``--shape-buckets`` turns them on or off
+everywhere); where they are on, each stage first runs its ``warmup()`` (every shape once: its seconds and
+shape count are printed) before the warm-up call.
+
 Then, on CPU, ``ProvencePruner(quantize="int8")`` against float32 on the same cases: speed-up, the share of
 sentence keep/drop decisions that are identical, and the share of tokens (``--counter``) each keeps.  Last,
 throughput by batch size: one pruner call with all passages of the N cases for the first question, with
 ``batch_size`` B and ``max_batch_tokens`` B x the window length (so B binds), and with the defaults
-(``batch_size=16``, ``max_batch_tokens`` 2048 on CPU, 16384 on GPUs): passages/s.
+(``batch_size=None``: as many windows as ``max_batch_tokens`` allows, 2048 on CPU, more on GPUs): passages/s.
 
-Everything runs on CPU (float32), and on CUDA as well when ``torch.cuda.is_available()`` (float32, and
-``dtype="auto"``: bfloat16, or float16 where bfloat16 is not supported).
+Everything runs on CPU (float32), and on CUDA as well when ``torch.cuda.is_available()`` (``--dtypes``:
+float32, bfloat16 and float16 there by default; each GPU run's pruner decisions are compared with the CPU's).
 
     python examples/bench_speed.py --threads 2            # 30 cases: about 75 seconds on 2 CPU cores
     python examples/bench_speed.py --cases 10 --stages pruner,reranker --json speed.json
@@ -72,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=int_at_least(1), default=1,
                     help="timed calls per case after the warm-up; each case counts its median "
                          "(default: %(default)s)")
+    ap.add_argument("--dtypes", default="auto",
+                    help="comma-separated dtypes of the GPU runs; 'auto': float32,bfloat16,float16 "
+                         "(CPU runs are float32) (default: %(default)s)")
+    ap.add_argument("--shape-buckets", choices=("auto", "on", "off"), default="auto",
+                    help="batch in shape buckets: 'auto' as the stages do (on GPUs, not on CPU) "
+                         "(default: %(default)s)")
     ap.add_argument("--batch-sizes", default="1,4,16,64",
                     help="pruner batch sizes of the throughput table (default: %(default)s)")
     ap.add_argument("--counter", default="cl100k_base",
@@ -100,6 +111,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ap.error(f"--batch-sizes: not a comma-separated list of integers: {args.batch_sizes!r}")
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         ap.error("--batch-sizes: give positive integers")
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     args.stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = sorted(set(args.stages) - set(STAGES))
     if unknown:
@@ -112,11 +124,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 @dataclass
 class Subject:
-    """A stage, the torch module whose forward is its model's forward pass, and its ``padding_stats``."""
+    """A stage, the torch module whose forward is its model's forward pass, its ``padding_stats``, and the object
+    that batches its model's inputs (``shapes``, ``warmup()``)."""
 
     stage: Any
     module: Any
     padding: Callable[..., Any]
+    batcher: Any = None
 
 
 def _asset(option: Path | None, name: str) -> Path:
@@ -136,7 +150,7 @@ def _pruner(args: argparse.Namespace, device: str, dtype: str) -> Subject:
     from ragprune.defaults import DEFAULT_PRUNER_PATH
 
     stage = ProvencePruner(args.pruner or DEFAULT_PRUNER_PATH, device=device, dtype=dtype, local_files_only=True)
-    return Subject(stage, stage.model, stage.padding_stats)
+    return Subject(stage, stage.model, stage.padding_stats, stage)
 
 
 def _reranker(args: argparse.Namespace, device: str, dtype: str) -> Subject:
@@ -144,7 +158,7 @@ def _reranker(args: argparse.Namespace, device: str, dtype: str) -> Subject:
 
     stage = CrossEncoderReranker(_asset(args.cross_encoder, "ms-marco-minilm-l12"), top_n=3, device=device,
                                  dtype=dtype, local_files_only=True)
-    return Subject(stage, stage.model.model, stage.padding_stats)
+    return Subject(stage, stage.model.model, stage.padding_stats, stage.model)
 
 
 def _selector(args: argparse.Namespace, device: str, dtype: str) -> Subject:
@@ -154,7 +168,7 @@ def _selector(args: argparse.Namespace, device: str, dtype: str) -> Subject:
     scorer = CrossEncoderModel(_asset(args.cross_encoder, "ms-marco-minilm-l12"), activation="none",
                                device=device, dtype=dtype, local_files_only=True)
     stage = SentenceSelector(scorer, kind="cross-encoder", threshold=-2.0)
-    return Subject(stage, scorer.model, stage.padding_stats)
+    return Subject(stage, scorer.model, stage.padding_stats, scorer)
 
 
 def _token_classifier(args: argparse.Namespace, device: str, dtype: str) -> Subject:
@@ -169,7 +183,7 @@ def _token_classifier(args: argparse.Namespace, device: str, dtype: str) -> Subj
                args.token_classifier == DEFAULT_TOKEN_CLASSIFIER else str(e))
         raise Unavailable(f"no real token-classification model offline ({why}); pass --token-classifier DIR "
                           "(ragprune bench's MiniLM with a random head is a stand-in, not measured here)") from e
-    return Subject(stage, stage.model, stage.padding_stats)
+    return Subject(stage, stage.model, stage.padding_stats, stage)
 
 
 def _embedding_filter(args: argparse.Namespace, device: str, dtype: str) -> Subject:
@@ -180,7 +194,7 @@ def _embedding_filter(args: argparse.Namespace, device: str, dtype: str) -> Subj
     bi = stage.model
     # a sentence-transformers model runs through its own module (private _st: BiEncoderModel exposes no other)
     module = bi.model if bi.model is not None else bi._st
-    return Subject(stage, module, bi.padding_stats)
+    return Subject(stage, module, bi.padding_stats, bi)
 
 
 BUILDERS: dict[str, Callable[[argparse.Namespace, str, str], Subject]] = {
@@ -199,9 +213,15 @@ class ForwardClock:
     def __init__(self, module: Any, sync: Sync) -> None:
         self.module = module
         self.seconds = 0.0
+        self.shapes: set[tuple[int, ...]] = set()  # of the first tensor argument of each pass
         inner = module.forward
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            first = args[0] if args else next(iter(kwargs.values()), None)
+            if isinstance(first, dict):  # sentence-transformers: one dict of features
+                first = first.get("input_ids")
+            if hasattr(first, "shape"):
+                self.shapes.add(tuple(first.shape))
             sync()
             start = time.perf_counter()
             try:
@@ -239,13 +259,14 @@ class Timing:
     forward: float = 0.0
     stats: Any = None
     outputs: list[Any] = field(default_factory=list)
+    shapes: int = 0  # distinct batch shapes fed
 
     def row(self) -> dict[str, Any]:
         st = self.stats
         return {"seconds": self.seconds, "forward_seconds": self.forward,
                 "e2e_over_forward": self.seconds / self.forward if self.forward else None,
                 "items": st.items, "batches": st.batches, "tokens_real": st.real, "tokens_fed": st.fed,
-                "padding_share": st.padding_share}
+                "padding_share": st.padding_share, "distinct_shapes": self.shapes}
 
 
 def timed_call(fn: Callable[[], Any], clock: ForwardClock, sync: Sync) -> tuple[float, float, Any]:
@@ -265,6 +286,7 @@ def measure(subject: Subject, cases: list[Case], repeats: int, sync: Sync) -> Ti
     run = Timing(stats=PaddingStats())
     with forward_clock(subject.module, sync) as clock:
         subject.stage.process(*cases[0])  # warm-up
+        clock.shapes.clear()
         for case in cases:
             subject.padding(reset=True)
             call = functools.partial(subject.stage.process, *case)
@@ -275,6 +297,7 @@ def measure(subject: Subject, cases: list[Case], repeats: int, sync: Sync) -> Ti
             stats = subject.padding(reset=True)  # every repeat feeds the same: count one
             run.stats += PaddingStats(stats.real // repeats, stats.fed // repeats, stats.items // repeats,
                                       stats.batches // repeats)
+        run.shapes = len(clock.shapes)
     return run
 
 
@@ -306,14 +329,10 @@ def int8_comparison(args: argparse.Namespace, cases: list[Case], fp32: Timing) -
     subject = _pruner_int8(args)
     run = measure(subject, cases, args.repeats, _no_sync)
     counter = get_counter(args.counter)
-    same = total = 0
-    for (_, passages), a, b in zip(cases, fp32.outputs, run.outputs, strict=True):
-        da, db = decisions(passages, a), decisions(passages, b)
-        same += sum(x == y for x, y in zip(da, db, strict=True))
-        total += len(da)
+    total = sum(len(decisions(passages, out)) for (_, passages), out in zip(cases, fp32.outputs, strict=True))
     return {"float32": fp32.row(), "int8": run.row(), "speedup": fp32.seconds / run.seconds,
             "forward_speedup": fp32.forward / run.forward if run.forward else None,
-            "sentences": total, "decisions_identical": same / total if total else 1.0,
+            "sentences": total, "decisions_identical": agreement(cases, fp32.outputs, run.outputs),
             "kept_tokens_float32": kept_share(cases, fp32.outputs, counter),
             "kept_tokens_int8": kept_share(cases, run.outputs, counter), "counter": args.counter}
 
@@ -337,12 +356,14 @@ def throughput(pruner: Any, cases: list[Case], batch_sizes: list[int], sync: Syn
     query = cases[0][0]
     passages = [Passage.from_text(p.text, i, metadata=p.metadata) for i, p in
                 enumerate(p for _, ps in cases for p in ps)]
-    settings: list[tuple[int, int | None]] = [(b, b * pruner.max_length) for b in batch_sizes] + [(16, None)]
+    settings: list[tuple[int | None, int | None]] = [(b, b * pruner.max_length) for b in batch_sizes]
+    settings.append((None, None))
     rows = []
     with forward_clock(pruner.model, sync) as clock:
         for batch_size, tokens in settings:
             stage = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, batch_size=batch_size,
                                    max_batch_tokens=tokens)
+            stage.shapes = pruner.shapes
             seconds, forward, _ = timed_call(functools.partial(stage.process, query, passages), clock, sync)
             st = stage.padding_stats()
             rows.append({"batch_size": batch_size, "max_batch_tokens": stage.max_batch_tokens,
@@ -405,8 +426,28 @@ def sync_of(device: str) -> Sync:
 def print_stage(name: str, run: Timing, n_cases: int) -> None:
     r = run.row()
     ratio = f"{r['e2e_over_forward']:>7.2f}" if r["e2e_over_forward"] else f"{'-':>7}"
-    print(f"{name:<11} {r['items']:>6} {r['batches']:>7} {r['tokens_fed']:>10,} {r['padding_share']:>8.1%} | "
-          f"{r['seconds']:>8.2f} {r['forward_seconds']:>8.2f} {ratio} | {1000 * r['seconds'] / n_cases:>8.1f}")
+    print(f"{name:<11} {r['items']:>6} {r['batches']:>7} {r['distinct_shapes']:>6} {r['tokens_fed']:>10,} "
+          f"{r['padding_share']:>8.1%} | {r['seconds']:>8.2f} {r['forward_seconds']:>8.2f} {ratio} | "
+          f"{1000 * r['seconds'] / n_cases:>8.1f}")
+
+
+def set_buckets(batcher: Any, mode: str) -> None:
+    """``--shape-buckets on/off`` on a stage's batcher (``auto``: leave the stage's own choice)."""
+    from ragprune.runtime.batching import ShapeBuckets
+
+    if batcher is not None and mode != "auto" and hasattr(batcher, "shapes"):
+        batcher.shapes = ShapeBuckets() if mode == "on" else None
+
+
+def warm_up(batcher: Any, sync: Sync) -> dict[str, Any] | None:
+    """``batcher.warmup()`` where it batches in shape buckets: its shape count and seconds."""
+    if batcher is None or getattr(batcher, "shapes", None) is None:
+        return None
+    sync()
+    start = time.perf_counter()
+    n = batcher.warmup()
+    sync()
+    return {"shapes": n, "seconds": time.perf_counter() - start}
 
 
 def print_int8(r: dict[str, Any], n_cases: int) -> None:
@@ -429,7 +470,8 @@ def print_throughput(rows: list[dict[str, Any]], question: str) -> None:
           f"{'fwd s':>7} | {'passages/s':>10}")
     for r in rows:
         tag = " (default)" if r["default"] else ""
-        print(f"{r['batch_size']:>10} {r['max_batch_tokens']:>10} {r['windows']:>7} {r['batches']:>7} "
+        size = "tokens" if r["batch_size"] is None else r["batch_size"]
+        print(f"{size:>10} {r['max_batch_tokens']:>10} {r['windows']:>7} {r['batches']:>7} "
               f"{r['padding_share']:>8.1%} | {r['seconds']:>7.2f} {r['forward_seconds']:>7.2f} | "
               f"{r['passages_per_s']:>10.1f}{tag}")
 
@@ -451,13 +493,37 @@ def load_cases(args: argparse.Namespace) -> list[Case]:
     return [(c.question, case_passages(c)) for c in qa]
 
 
-def run_device(args: argparse.Namespace, cases: list[Case], device: str, dtype: str) -> dict[str, Any]:
-    """Every stage (and the pruner's throughput) on one device in one dtype."""
+def agreement(cases: list[Case], a: list[Any], b: list[Any]) -> float:
+    """The share of sentences on which two runs of the pruner over ``cases`` made the same keep/drop decision."""
+    same = total = 0
+    for (_, passages), x, y in zip(cases, a, b, strict=True):
+        dx, dy = decisions(passages, x), decisions(passages, y)
+        same += sum(u == v for u, v in zip(dx, dy, strict=True))
+        total += len(dx)
+    return same / total if total else 1.0
+
+
+def pruner_extras(args: argparse.Namespace, cases: list[Case], device: str, dtype: str, subject: Subject,
+                  run: Timing, reference: list[Any] | None, out: dict[str, Any], sync: Sync) -> None:
+    """The pruner's agreement with the CPU (GPU runs), int8 comparison (CPU float32) and throughput."""
+    if reference is not None:
+        same = out["stages"]["pruner"]["decisions_identical_to_cpu"] = agreement(cases, reference, run.outputs)
+        print(f"{'':<11} (sentence decisions identical to the CPU float32 pruner's: {same:.1%})")
+    if device == "cpu" and dtype == "float32":
+        out["pruner_outputs"] = run.outputs
+        out["int8"] = int8_comparison(args, cases, run)
+    out["throughput"] = throughput(subject.stage, cases, args.batch_sizes, sync)
+
+
+def run_device(args: argparse.Namespace, cases: list[Case], device: str, dtype: str,
+               reference: list[Any] | None = None) -> dict[str, Any]:
+    """Every stage (and the pruner's throughput) on one device in one dtype; ``reference``: the CPU float32
+    pruner's outputs, to compare the pruner's decisions with."""
     sync = sync_of(device)
     print(f"\n{device} ({device_name(device)}), dtype={dtype} ({dtype_name(device, dtype)}), {len(cases)} cases, "
           f"median of {args.repeats} call(s) per case after a warm-up")
-    print(f"{'stage':<11} {'items':>6} {'batches':>7} {'tokens fed':>10} {'padding':>8} | {'e2e s':>8} "
-          f"{'fwd s':>8} {'e2e/fwd':>7} | {'ms/case':>8}")
+    print(f"{'stage':<11} {'items':>6} {'batches':>7} {'shapes':>6} {'tokens fed':>10} {'padding':>8} | "
+          f"{'e2e s':>8} {'fwd s':>8} {'e2e/fwd':>7} | {'ms/case':>8}")
     out: dict[str, Any] = {"device": device, "device_name": device_name(device), "dtype": dtype,
                            "torch_dtype": dtype_name(device, dtype), "stages": {}}
     for name in args.stages:
@@ -467,13 +533,15 @@ def run_device(args: argparse.Namespace, cases: list[Case], device: str, dtype: 
             print(f"{name:<11} skipped: {e}")
             out["stages"][name] = {"skipped": str(e)}
             continue
+        set_buckets(subject.batcher, args.shape_buckets)
+        warm = warm_up(subject.batcher, sync)
         run = measure(subject, cases, args.repeats, sync)
         print_stage(name, run, len(cases))
-        out["stages"][name] = run.row()
+        out["stages"][name] = {**run.row(), "warmup": warm}
+        if warm is not None:
+            print(f"{'':<11} (warm-up first: {warm['shapes']} shapes in {warm['seconds']:.2f} s)")
         if name == "pruner":
-            if device == "cpu" and dtype == "float32":
-                out["int8"] = int8_comparison(args, cases, run)
-            out["throughput"] = throughput(subject.stage, cases, args.batch_sizes, sync)
+            pruner_extras(args, cases, device, dtype, subject, run, reference, out, sync)
         del subject, run
         _free(device)
     if "int8" in out:
@@ -506,9 +574,13 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"thread(s); devices: {', '.join(f'{d} ({device_name(d)})' for d in names)}")
     report: dict[str, Any] = {"cases": len(cases), "data": str(args.data), "repeats": args.repeats,
                               "threads": torch.get_num_threads(), "torch": torch.__version__, "runs": []}
+    reference = None
+    gpu_dtypes = ["float32", "bfloat16", "float16"] if args.dtypes == ["auto"] else args.dtypes
     for device in names:
-        for dtype in (("float32",) if device == "cpu" else ("float32", "auto")):
-            report["runs"].append(run_device(args, cases, device, dtype))
+        for dtype in (["float32"] if device == "cpu" else gpu_dtypes):
+            run = run_device(args, cases, device, dtype, reference)
+            reference = run.pop("pruner_outputs", reference)
+            report["runs"].append(run)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragprune.runtime.batching import PaddingStats, length_sorted_batches, packed_batches, run_sorted
+from ragprune.runtime.batching import (
+    PaddingStats,
+    ShapeBuckets,
+    length_sorted_batches,
+    packed_batches,
+    run_sorted,
+)
 
 
 def greedy(lengths: list[int], max_batch_size: int, cap: int | None, max_padding: float) -> list[list[int]]:
@@ -108,3 +114,57 @@ def test_run_sorted_and_length_sorted_batches_unchanged() -> None:
     assert length_sorted_batches(lengths, max_batch_size=8, max_batch_tokens=20) == [[1, 3], [4, 0, 2]]
     out = run_sorted(["c", "i", "a", "j", "d"], lengths, lambda b: [s.upper() for s in b], max_batch_size=2)
     assert out == ["C", "I", "A", "J", "D"]
+
+
+# --------------------------------------------------------------------------- shape buckets
+
+
+def test_shape_bucket_widths() -> None:
+    b = ShapeBuckets()
+    assert [b.width(n) for n in (1, 8, 9, 64, 65, 128, 129, 300, 512, 513)] == [8, 8, 16, 64, 72, 128, 144, 320,
+                                                                                512, 576]
+    assert b.width(500, limit=510) == 510 and b.width(510, limit=500) == 510  # never below n
+    widths = b.widths(512)
+    assert len(widths) == 32 and widths[-1] == 512 and widths == sorted(set(widths))
+    assert b.widths(514)[-1] == 514  # a limit off the ladder is a width of its own
+    assert [r for r in range(1, 100) if ShapeBuckets.allowed_rows(r)] == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64,
+                                                                           96]
+    assert not ShapeBuckets.allowed_rows(0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(min_value=1, max_value=100_000), steps=st.integers(min_value=1, max_value=16),
+       multiple=st.integers(min_value=1, max_value=64))
+def test_shape_bucket_width_rounds_little_and_is_stable(n: int, steps: int, multiple: int) -> None:
+    b = ShapeBuckets(steps=steps, multiple=multiple)
+    w = b.width(n)
+    assert w >= n and b.width(w) == w  # a width is its own bucket
+    assert w - n < max(multiple, n / steps)  # rounding adds less than a step
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(min_value=1, max_value=600), max_size=80),
+    max_batch_size=st.none() | st.integers(min_value=1, max_value=40),
+    cap=st.none() | st.integers(min_value=1, max_value=8000),
+)
+def test_packed_batches_in_shape_buckets(lengths: list[int], max_batch_size: int | None, cap: int | None) -> None:
+    b = ShapeBuckets()
+    batches = packed_batches(lengths, max_batch_size=max_batch_size, max_batch_tokens=cap, shapes=b, limit=512)
+    assert sorted(i for x in batches for i in x) == list(range(len(lengths)))
+    shapes = set(b.shapes(512, max_tokens=cap, max_rows=max_batch_size)) if cap is not None else set()
+    for x in batches:
+        width = b.width(max(lengths[i] for i in x), 512)
+        fed, real = width * len(x), sum(lengths[i] for i in x)
+        assert ShapeBuckets.allowed_rows(len(x)) and (max_batch_size is None or len(x) <= max_batch_size)
+        assert len(x) == 1 or fed - real <= 0.1 * fed + 1e-9
+        if cap is not None and max(lengths[i] for i in x) <= 512:
+            assert (len(x), width) in shapes
+    stats = PaddingStats.of(lengths, batches, lambda n: b.width(n, 512))
+    assert stats.fed >= PaddingStats.of(lengths, batches).fed
+
+
+def test_shape_list_is_bounded() -> None:
+    shapes = list(ShapeBuckets().shapes(512, max_tokens=16384))
+    assert all(r * w <= 16384 for r, w in shapes) and len(shapes) == len(set(shapes))
+    assert len(shapes) < 500 and (32, 512) in shapes and (48, 512) not in shapes

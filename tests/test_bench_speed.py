@@ -94,18 +94,32 @@ def test_the_speed_benchmark_runs_every_stage(tiny_models: dict[str, Path], data
         assert row["e2e_over_forward"] >= 1.0
         assert 0 < row["items"] and 0 < row["batches"] <= row["items"]
         assert row["tokens_real"] <= row["tokens_fed"] and 0.0 <= row["padding_share"] < 1.0
-        assert f"\n{name:<11} {row['items']:>6} {row['batches']:>7} " in run.stdout
+        assert 1 <= row["distinct_shapes"] <= row["batches"] and row["warmup"] is None  # no buckets on CPU
+        assert f"\n{name:<11} {row['items']:>6} {row['batches']:>7} {row['distinct_shapes']:>6} " in run.stdout
     int8 = cpu["int8"]
     assert int8["sentences"] == 2 * 9 and 0.0 <= int8["decisions_identical"] <= 1.0
     assert int8["speedup"] > 0 and 0.0 <= int8["kept_tokens_int8"] <= 1.0
-    assert int8["float32"] == cpu["stages"]["pruner"]  # the same float32 run
+    assert {**int8["float32"], "warmup": None} == cpu["stages"]["pruner"]  # the same float32 run
     assert "sentence keep/drop decisions identical" in run.stdout
     rows = cpu["throughput"]
-    assert [(r["batch_size"], r["default"]) for r in rows] == [(1, False), (4, False), (16, True)]
+    assert [(r["batch_size"], r["default"]) for r in rows] == [(1, False), (4, False), (None, True)]
     assert rows[0]["batches"] == rows[0]["windows"] >= rows[0]["passages"] == 6
     assert rows[-1]["max_batch_tokens"] == 2048  # the CPU default
     assert all(r["passages_per_s"] > 0 and r["forward_seconds"] <= r["seconds"] for r in rows)
     assert "passages/s" in run.stdout and "(default)" in run.stdout
+
+
+def test_shape_buckets_on_warm_up_first(tiny_models: dict[str, Path], data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    run = _run("--cases", "2", "--threads", "1", "--devices", "cpu", "--stages", "pruner,reranker",
+               "--shape-buckets", "on", "--batch-sizes", "2", "--data", str(data), "--json", str(out),
+               "--pruner", str(tiny_models["pruner"]), "--cross-encoder", str(tiny_models["cross-encoder"]))
+    assert run.returncode == 0, run.stdout + run.stderr
+    [cpu] = json.loads(out.read_text(encoding="utf-8"))["runs"]
+    for name in ("pruner", "reranker"):
+        row = cpu["stages"][name]
+        assert row["warmup"]["shapes"] >= row["distinct_shapes"] >= 1 and row["warmup"]["seconds"] > 0
+    assert run.stdout.count("(warm-up first: ") == 2
 
 
 def test_missing_assets_name_the_command_that_fetches_them(data: Path, tmp_path: Path) -> None:

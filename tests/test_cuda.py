@@ -59,3 +59,14 @@ def test_auto_device_is_the_gpu_and_batches_follow_it(tiny_sequence_classifier: 
     assert next(model.model.parameters()).device.type == "cuda"
     scores = model.score_pairs(QUESTION, TEXTS * 3)
     assert scores.shape == (12,) and np.isfinite(scores).all()
+
+
+def test_gpu_defaults_float32_shape_buckets_and_warmup() -> None:
+    pruner = default_pruner(device="cuda")  # dtype="auto"
+    assert pruner.model.dtype == torch.float32  # the measured default on CUDA
+    assert pruner.shapes is not None and pruner.batch_size is None and pruner.max_batch_tokens >= 8192
+    assert pruner.warmup() > 0
+    cpu = default_pruner(device="cpu")
+    texts = TEXTS * 8
+    a, b = _kept(pruner, texts), _kept(cpu, texts)
+    assert sum(a.get(i) == b.get(i) for i in a.keys() | b.keys()) / len(a.keys() | b.keys()) >= 0.95

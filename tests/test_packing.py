@@ -31,8 +31,10 @@ from ragprune.runtime.batching import (  # noqa: E402
     MAX_PADDING,
     PaddingCounter,
     PaddingStats,
+    ShapeBuckets,
     default_batch_tokens,
     packed_batches,
+    resolve_shape_buckets,
 )
 from ragprune.runtime.encoders import BiEncoderModel, CrossEncoderModel  # noqa: E402
 from ragprune.stages.cross_encoder import CrossEncoderReranker  # noqa: E402
@@ -379,3 +381,105 @@ def test_query_compressor_counts_its_pruner_padding(pruner_dir: Path) -> None:
         np.testing.assert_allclose(pa, pb, atol=ATOL, rtol=0)
     check_packed(new)
     assert stage.padding_stats(reset=True).items > 0 and stage.padding_stats() == PaddingStats()
+
+
+# --------------------------------------------------------------------------- shape buckets (accelerators)
+
+
+def test_default_batch_tokens_grow_with_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Props:
+        def __init__(self, gib: float) -> None:
+            self.total_memory = int(gib * 2**30)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for gib, tokens in [(4, 8192), (8, 8192), (16, 16384), (24, 16384), (40, 32768), (80, 65536), (139, 65536)]:
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _dev, gib=gib: Props(gib))
+        assert default_batch_tokens(torch.device("cuda")) == tokens, gib
+    assert default_batch_tokens("cuda") == 16384  # a bare name: memory not asked
+
+
+def test_shape_buckets_default_on_accelerators_only() -> None:
+    assert resolve_shape_buckets(None, torch.device("cpu")) is None
+    assert resolve_shape_buckets(None, "cuda:0") == resolve_shape_buckets(None, "mps") == ShapeBuckets()
+    assert resolve_shape_buckets(True, "cpu") == ShapeBuckets() and resolve_shape_buckets(False, "cuda") is None
+    custom = ShapeBuckets(steps=4, multiple=16)
+    assert resolve_shape_buckets(custom, "cpu") is custom
+    with pytest.raises(TypeError, match="shape_buckets"):
+        resolve_shape_buckets("yes", "cpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="steps"):
+        ShapeBuckets(steps=0)
+
+
+def _recorded_shapes(model: Any) -> tuple[list[tuple[int, ...]], Any]:
+    """Input shapes of every forward pass of ``model`` (a torch module) from now on, and the hook's handle."""
+    seen: list[tuple[int, ...]] = []
+
+    def hook(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        first = args[0] if args else kwargs["input_ids"]
+        seen.append(tuple(first.shape))
+
+    return seen, model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_cross_encoder_shape_buckets_same_scores_bounded_shapes_and_warmup(cross_encoder_dir: Path) -> None:
+    texts = varied_texts(60, seed=11, most=90)
+    plain = CrossEncoderModel(cross_encoder_dir, device="cpu")
+    bucketed = CrossEncoderModel(cross_encoder_dir, device="cpu", shape_buckets=True, max_batch_tokens=1024)
+    assert plain.shapes is None and bucketed.shapes == ShapeBuckets()
+    seen, handle = _recorded_shapes(bucketed.model)
+    try:
+        scores = bucketed.score_pairs(QUERY, texts)
+        call_shapes = list(seen)
+        called = set(seen)
+        seen.clear()
+        n = bucketed.warmup()
+        warmed = set(seen)
+    finally:
+        handle.remove()
+    np.testing.assert_allclose(scores, plain.score_pairs(QUERY, texts), atol=ATOL, rtol=0)
+    assert called <= warmed  # every shape a call used was warmed up
+    assert n == len(seen) == len(warmed)
+    limit = bucketed.max_length
+    for rows, width in warmed:
+        assert ShapeBuckets.allowed_rows(rows) and width in ShapeBuckets().widths(limit)
+        assert rows == 1 or rows * width <= 1024
+    assert bucketed.padding_stats().fed == sum(r * w for r, w in call_shapes)  # counts the widths fed
+    assert plain.warmup() == 0  # no buckets on CPU by default: nothing to warm
+
+
+def test_pruner_shape_buckets_same_output_and_counted_widths(pruner_dir: Path) -> None:
+    from ragprune.stages.provence import ProvencePruner
+
+    rng = random.Random(4)
+    passages = [Passage(sentences_text(rng, rng.randint(1, 12)), index=i) for i in range(12)]
+    plain = ProvencePruner(pruner_dir, device="cpu", threshold=0.5, max_batch_tokens=512)
+    bucketed = ProvencePruner(pruner_dir, device="cpu", threshold=0.5, max_batch_tokens=512, shape_buckets=True)
+    assert plain.batch_size is None and plain.shapes is None
+    seen, handle = _recorded_shapes(bucketed.model)
+    try:
+        out = bucketed.process(QUERY, passages)
+    finally:
+        handle.remove()
+    ref = plain.process(QUERY, passages)
+    assert [(p.index, p.spans) for p in out.passages] == [(p.index, p.spans) for p in ref.passages]
+    np.testing.assert_allclose([p.score for p in out.passages], [p.score for p in ref.passages], atol=ATOL)
+    stats = bucketed.padding_stats()
+    assert stats.fed == sum(r * w for r, w in seen)  # the rounded widths count as padding
+    assert all(ShapeBuckets.allowed_rows(r) and (w % 8 == 0 or w == bucketed.max_length) for r, w in seen)
+    assert stats.padded > plain.padding_stats().padded
+    with pytest.raises(TypeError, match="shape_buckets"):
+        ProvencePruner(pruner_dir, device="cpu", shape_buckets="on")  # type: ignore[arg-type]
+
+
+def test_stage_and_pipeline_warmup_reach_every_batcher(cross_encoder_dir: Path, pruner_dir: Path) -> None:
+    from ragprune import Pipeline
+    from ragprune.stages.provence import ProvencePruner
+
+    reranker = CrossEncoderReranker(cross_encoder_dir, device="cpu", top_n=2)
+    pruner = ProvencePruner(pruner_dir, device="cpu")
+    pipeline = Pipeline([reranker, pruner])
+    assert reranker.warmup() == pruner.warmup() == pipeline.warmup() == 0  # CPU: no buckets, nothing to run
+    reranker.model.shapes = pruner.shapes = ShapeBuckets()
+    n_reranker, n_pruner = reranker.warmup(), pruner.warmup()
+    assert n_reranker > 0 and n_pruner > 0
+    assert pipeline.warmup() == n_reranker + n_pruner

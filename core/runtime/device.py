@@ -1,4 +1,4 @@
-"""Device and dtype resolution: ``"auto"`` is cuda > mps > cpu, half precision only on GPUs."""
+"""Device and dtype resolution: ``"auto"`` is cuda > mps > cpu; half precision only on GPUs, and by choice on CUDA."""
 
 from __future__ import annotations
 
@@ -38,7 +38,13 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16"
 
 
 def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
-    """``"auto"``/``None``: fp16 on CUDA and MPS, fp32 on CPU.
+    """``"auto"``/``None``: float32 on CPU and CUDA, float16 on MPS.
+
+    On CUDA float32 is the measured default: for the shipped pruner on an H200, bfloat16's forward pass
+    was faster but its calls end to end were not (2.92 s against 2.42 s for 300 questions on a second
+    pass, 8.96 s on a first pass, when each new batch shape paid for its half-precision kernels), and it
+    agreed with the CPU on 99.3% of kept passages' text against float32's 100%.  Half precision is one
+    ``dtype="bfloat16"`` or ``"float16"`` away (with shape buckets and a warm-up it may pay off).
 
     Half precision is only allowed on GPUs: asking for fp16/bf16 on CPU raises
     ``ValueError`` (it is slow and inaccurate there).
@@ -46,8 +52,6 @@ def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     import torch
 
     if dtype is None or dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float16 if device.type == "mps" else torch.float32
     if isinstance(dtype, str):
         if dtype not in _DTYPES:

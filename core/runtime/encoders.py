@@ -4,7 +4,7 @@ Both load once (a local directory, a hub id, or an already-loaded model
 object), run batched and length-sorted under ``torch.inference_mode()``, and
 are safe to call from several threads at once.  The inputs of a call are
 sorted by length and cut into batches that pad at most a tenth of their
-tokens, under a device-aware token cap (2048 on CPU, 16384 on GPUs;
+tokens, under a device-aware token cap (2048 on CPU, more on GPUs;
 :class:`~ragprune.runtime.batching.PackedBatching`); results come back in
 input order, and ``padding_stats()`` counts the real and padded tokens fed.
 A local path never touches the network; a hub id is looked up in the local
@@ -129,8 +129,8 @@ def _clip_long_texts(tokenizer: Any, lock: threading.Lock, texts: list[str], max
     return out
 
 
-def _pad(rows: list[list[int]], pad_value: int, left: bool) -> np.ndarray:
-    width = max(len(r) for r in rows)
+def _pad(rows: list[list[int]], pad_value: int, left: bool, width: int | None = None) -> np.ndarray:
+    width = max(max(len(r) for r in rows), width or 0)
     arr = np.full((len(rows), width), pad_value, dtype=np.int64)
     for k, r in enumerate(rows):
         if left:
@@ -138,6 +138,22 @@ def _pad(rows: list[list[int]], pad_value: int, left: bool) -> np.ndarray:
         else:
             arr[k, : len(r)] = r
     return arr
+
+
+def _batch_tensors(features: dict[str, list[list[int]]], lengths: Sequence[int], batch: Sequence[int], *,
+                   pad_id: int, left: bool, width: int, device: Any) -> dict[str, Any]:
+    """The model inputs of items ``batch`` of tokenized ``features``, padded to ``width`` (or their longest)
+    on ``device``; the attention mask comes from ``lengths``."""
+    import torch
+
+    inputs = {}
+    for n, rows in features.items():
+        if n != "attention_mask":
+            pad = pad_id if n == "input_ids" else 0
+            inputs[n] = torch.from_numpy(_pad([rows[i] for i in batch], pad, left, width)).to(device)
+    mask = _pad([[1] * lengths[i] for i in batch], 0, left, width)
+    inputs["attention_mask"] = torch.from_numpy(mask).to(device)
+    return inputs
 
 
 def _model_device(model: Any) -> Any:
@@ -203,7 +219,8 @@ class CrossEncoderModel(PackedBatching, TokenizerLock):
         max_length: tokens per pair; default: the checkpoint's own limit.  The
             query is kept and the text truncated (a query longer than half the
             window is truncated too).
-        batch_size: pairs per forward pass (at most).
+        batch_size: pairs per forward pass (at most); ``None`` (default): as many as
+            ``max_batch_tokens`` allows.
         activation: ``"auto"`` (one logit: the checkpoint's saved
             sentence-transformers activation, else sigmoid; two labels:
             softmax), ``"sigmoid"``,
@@ -211,7 +228,11 @@ class CrossEncoderModel(PackedBatching, TokenizerLock):
             logit; for two labels ``logit1 - logit0``).
         max_batch_tokens: tokens per forward pass, padding included (a longer pair
             gets a pass of its own); default: 2048 on CPU, where bigger batches
-            gain nothing, 16384 on GPUs.
+            gain nothing, on a GPU more with more memory
+            (:func:`~ragprune.runtime.batching.default_batch_tokens`).
+        shape_buckets: batches in a bounded set of shapes (see
+            :class:`~ragprune.runtime.batching.ShapeBuckets` and :meth:`warmup`);
+            ``None`` (default): on GPUs, not on CPU.
 
     The pairs of a call are sorted by length and cut into batches that pad at
     most a tenth of their tokens, in as few batches as the bounds allow
@@ -225,13 +246,14 @@ class CrossEncoderModel(PackedBatching, TokenizerLock):
         *,
         tokenizer: Any = None,
         max_length: int | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         activation: str = "auto",
         max_batch_tokens: int | None = None,
+        shape_buckets: bool | None = None,
         options: LoadOptions | None = None,
         **load: Unpack[LoadKwargs],
     ) -> None:
-        batch_size = check_int("batch_size", batch_size, min=1)
+        batch_size = check_int("batch_size", batch_size, min=1, allow_none=True)
         max_length = check_int("max_length", max_length, min=1, allow_none=True)
         max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
         check_choice("activation", activation, _ACTIVATIONS)
@@ -241,7 +263,7 @@ class CrossEncoderModel(PackedBatching, TokenizerLock):
         self.tokenizer = tokenizer
         self.model.eval()
         self.device = _model_device(self.model)
-        self._init_packing(batch_size, max_batch_tokens, self.device)
+        self._init_packing(batch_size, max_batch_tokens, self.device, shape_buckets)
         config = self.model.config
         self.num_labels = int(getattr(config, "num_labels", 1))
         if self.num_labels not in (1, 2):
@@ -383,16 +405,22 @@ class CrossEncoderModel(PackedBatching, TokenizerLock):
 
         with torch.inference_mode():
             for batch in self._counted_batches(lengths):
-                inputs = {}
-                for n, rows in features.items():
-                    pad = self._pad_id if n == "input_ids" else 0
-                    inputs[n] = torch.from_numpy(_pad([rows[i] for i in batch], pad, self._left_pad)).to(self.device)
-                if "attention_mask" not in inputs:
-                    mask = _pad([[1] * lengths[i] for i in batch], 0, self._left_pad)
-                    inputs["attention_mask"] = torch.from_numpy(mask).to(self.device)
-                logits = self.model(**inputs).logits
+                logits = self.model(**self._inputs(features, lengths, batch)).logits
                 scores[batch] = self._scores_from_logits(logits).cpu().numpy()
         return scores[where]
+
+    def _inputs(self, features: dict[str, list[list[int]]], lengths: Sequence[int],
+                batch: Sequence[int]) -> dict[str, Any]:
+        width = self.pad_width(max(lengths[i] for i in batch))
+        return _batch_tensors(features, lengths, batch, pad_id=self._pad_id, left=self._left_pad, width=width,
+                              device=self.device)
+
+    def _warm(self, rows: int, width: int) -> None:
+        import torch
+
+        features = {n: [[self._pad_id if n == "input_ids" else 0] * width] * rows for n in self._input_names}
+        with torch.inference_mode():
+            self.model(**self._inputs(features, [width] * rows, range(rows)))
 
 
 # --------------------------------------------------------------------------- bi-encoder
@@ -423,7 +451,8 @@ class BiEncoderModel(PackedBatching, TokenizerLock):
         tokenizer: tokenizer for a plain encoder passed as an object.
         max_length: tokens per text; default: the model's own limit.
         max_batch_tokens: tokens per forward pass, padding included (a longer
-            text gets a pass of its own); default: 2048 on CPU, 16384 on GPUs.
+            text gets a pass of its own); default: 2048 on CPU, more on GPUs
+            (:func:`~ragprune.runtime.batching.default_batch_tokens`).
 
     The texts of a call are sorted by length and cut into batches that pad at
     most a tenth of their tokens (:meth:`batches`; a sentence-transformers
@@ -474,7 +503,8 @@ class BiEncoderModel(PackedBatching, TokenizerLock):
         else:
             raise TypeError(f"model must be a path, a hub id or a loaded model, got {type(model).__name__}")
         self._finish(tokenizer, max_length)
-        self._init_packing(batch_size, max_batch_tokens, self.device)
+        # sentence-transformers pads each batch itself, to its longest text: no shape buckets there
+        self._init_packing(batch_size, max_batch_tokens, self.device, False if self._st is not None else None)
 
     def _load_path(self, name: str, tokenizer: Any, max_length: int | None, opts: LoadOptions) -> Any:
         """Load a sentence-transformers checkpoint (into ``_st``) or a plain encoder (into ``model``)."""
@@ -558,9 +588,9 @@ class BiEncoderModel(PackedBatching, TokenizerLock):
             lengths = [len(r) for r in enc["input_ids"]]
             if self._legacy_batching:  # sentence-transformers' own batching: by characters, batch_size each
                 order = np.argsort([-len(t) for t in texts]).tolist()
-                self._padding.add(lengths, [order[i : i + self.batch_size]
-                                            for i in range(0, len(order), self.batch_size)])
-                emb = self._st.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
+                size = self.batch_size if self.batch_size is not None else self._legacy_batch_size
+                self._padding.add(lengths, [order[i : i + size] for i in range(0, len(order), size)])
+                emb = self._st.encode(texts, batch_size=size, convert_to_tensor=True,
                                       show_progress_bar=False, normalize_embeddings=False)
                 return np.asarray(emb.float().cpu().numpy())  # fp16/bf16 on GPU: numpy has no bfloat16
             out: np.ndarray | None = None
@@ -574,6 +604,15 @@ class BiEncoderModel(PackedBatching, TokenizerLock):
         assert out is not None
         return out
 
+    def _warm(self, rows: int, width: int) -> None:
+        import torch
+
+        features = {n: [[self._pad_id if n == "input_ids" else 0] * width] * rows for n in self._input_names}
+        inputs = _batch_tensors(features, [width] * rows, range(rows), pad_id=self._pad_id, left=self._left_pad,
+                                width=width, device=self.device)
+        with torch.inference_mode():
+            self.model(**inputs)
+
     def _encode_mean_pooled(self, texts: list[str]) -> np.ndarray:
         import torch
 
@@ -584,12 +623,9 @@ class BiEncoderModel(PackedBatching, TokenizerLock):
         out: np.ndarray | None = None
         with torch.inference_mode():
             for batch in self._counted_batches(lengths):
-                inputs = {}
-                for n, rows in features.items():
-                    pad = self._pad_id if n == "input_ids" else 0
-                    inputs[n] = torch.from_numpy(_pad([rows[i] for i in batch], pad, self._left_pad)).to(self.device)
-                mask = torch.from_numpy(_pad([[1] * lengths[i] for i in batch], 0, self._left_pad)).to(self.device)
-                inputs["attention_mask"] = mask
+                inputs = _batch_tensors(features, lengths, batch, pad_id=self._pad_id, left=self._left_pad,
+                                        width=self.pad_width(max(lengths[i] for i in batch)), device=self.device)
+                mask = inputs["attention_mask"]
                 hidden = self.model(**inputs).last_hidden_state.float()
                 m = mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)

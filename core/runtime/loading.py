@@ -46,7 +46,7 @@ class LoadOptions:
 
     Attributes:
         device: ``"auto"`` (cuda > mps > cpu) or a torch device.
-        dtype: ``"auto"`` (half precision on GPUs, float32 on CPU) or a dtype.
+        dtype: ``"auto"`` (float32, except float16 on Apple GPUs) or a dtype.
         local_files_only: never reach a hub (local paths never do anyway).
         revision: hub revision (branch, tag or commit) of a hub id.
 

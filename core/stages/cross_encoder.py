@@ -43,7 +43,7 @@ class CrossEncoderReranker(BaseStage):
             options (``options`` / ``device`` / ``dtype`` / ``local_files_only`` / ``revision``):
             passed to :class:`CrossEncoderModel` when ``model`` is not one already
             (``max_batch_tokens``: tokens per forward pass, padding included; default:
-            2048 on CPU, 16384 on GPUs).
+            2048 on CPU, more on GPUs; ``batch_size=None``: as many pairs as that allows).
         quantize: ``"int8"``: dynamic int8 quantization of the model's linear layers
             (:func:`~ragprune.runtime.quantize.quantize_int8`; weights int8 per output channel,
             activations quantized per batch), CPU only: ``ValueError`` for a model on
@@ -62,7 +62,7 @@ class CrossEncoderReranker(BaseStage):
         *,
         top_n: int | None = None,
         threshold: float | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_batch_tokens: int | None = None,
         max_length: int | None = None,
         activation: str = "auto",

@@ -58,7 +58,7 @@ class QueryTokenCompressor(BaseStage):
             loading options (``options`` / ``device`` / ``dtype`` / ``local_files_only``
             / ``revision``): passed to :class:`ProvencePruner`, which does the scoring
             (``max_batch_tokens``: tokens per forward pass, padding included;
-            default: 2048 on CPU, 16384 on GPUs).
+            default: 2048 on CPU, more on GPUs).
     """
 
     name: ClassVar[str] = "query-token-compressor"

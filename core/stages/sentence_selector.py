@@ -120,7 +120,7 @@ class SentenceSelector(BaseStage):
             each side.
         device, dtype, local_files_only, batch_size, max_batch_tokens, max_length:
             passed to the scorer built from a path (``max_batch_tokens``: tokens per
-            forward pass, padding included; default: 2048 on CPU, 16384 on GPUs).
+            forward pass, padding included; default: 2048 on CPU, more on GPUs).
         quantize: ``"int8"``: a cross-encoder scorer (a path with ``kind="cross-encoder"``,
             or a ``CrossEncoderModel``) runs its linear layers in dynamic int8, as
             :class:`~ragprune.stages.cross_encoder.CrossEncoderReranker` does with the

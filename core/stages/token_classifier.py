@@ -174,7 +174,8 @@ class TokenClassifierCompressor(PackedBatching, TokenizerLock, BaseStage):
         batch_size: windows per forward pass (at most).
         max_batch_tokens: sub-tokens per forward pass, padding included (a
             longer window gets a pass of its own); default: 2048 on CPU, where
-            bigger batches gain nothing, 16384 on GPUs.
+            bigger batches gain nothing, more on GPUs
+            (:func:`~ragprune.runtime.batching.default_batch_tokens`).
         counter: how tokens are counted for ``rate`` and ``target_tokens``
             (see :func:`ragprune.get_counter`; default: words).  Each word is
             counted on its own.
@@ -486,8 +487,9 @@ class TokenClassifierCompressor(PackedBatching, TokenizerLock, BaseStage):
         """The batching before packing: length-sorted batches under ``batch_size`` and a
         ``batch_size * max_length`` token cap (unless one was given), which on CPU were
         split further so that padding added at most a fifth."""
-        cap = self._requested_batch_tokens or self.batch_size * self.max_length
-        sorted_batches = length_sorted_batches(lengths, max_batch_size=self.batch_size, max_batch_tokens=cap)
+        size = self.batch_size if self.batch_size is not None else self._legacy_batch_size
+        cap = self._requested_batch_tokens or size * self.max_length
+        sorted_batches = length_sorted_batches(lengths, max_batch_size=size, max_batch_tokens=cap)
         if self._device.type != "cpu":
             return sorted_batches
         out: list[list[int]] = []
@@ -504,11 +506,18 @@ class TokenClassifierCompressor(PackedBatching, TokenizerLock, BaseStage):
             out.append(current)
         return out
 
+    def _warm(self, rows: int, width: int) -> None:
+        import torch
+
+        ids = torch.full((rows, width), self._pad_id, dtype=torch.int64, device=self._device)
+        with torch.inference_mode():
+            self.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
     def _forward(self, work: list[_Work], batch: list[tuple[int, int, int]]) -> list[np.ndarray]:
         import torch
 
         head, tail = self._head, self._tail
-        longest = max(b - a for _, a, b in batch) + len(head) + len(tail)
+        longest = self.pad_width(max(b - a for _, a, b in batch) + len(head) + len(tail))
         ids = np.full((len(batch), longest), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), longest), dtype=np.int64)
         for r, (k, a, b) in enumerate(batch):  # per window

@@ -190,6 +190,7 @@ class PrunerService:
     def __init__(self, config: Mapping[str, Any] | None = None, max_batch_size: int = 32,
                  batch_wait_timeout_s: float = 0.005, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.pipeline = _build(config)
+        self.pipeline.warmup()  # every batch shape once, on GPUs (nothing on CPU)
         self.shared = SharedForward(self.pipeline, max_calls=max_batch_size)
         self.max_body_bytes = int(max_body_bytes)
         self._batched.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]

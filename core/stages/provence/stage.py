@@ -13,7 +13,7 @@ import torch
 
 from ...budget import Budget, deprecated_stage_budget
 from ...passage import BaseStage, Dropped, Passage, StageOutput
-from ...runtime.batching import PaddingStats, length_sorted_batches, packed_batches
+from ...runtime.batching import PackedBatching
 from ...runtime.loading import LoadKwargs, LoadOptions, load_tokenizer
 from ...runtime.locks import TokenizerLock
 from ...runtime.quantize import QUANTIZE, quantize_int8
@@ -27,12 +27,8 @@ from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance
 
 logger = logging.getLogger("ragprune")
 
-_MAX_PADDING = 0.1  # most padded share of the tokens of one forward batch
-_BATCH_TOKENS = {"cpu": 2048}  # default padded tokens per batch, by device type
-_GPU_BATCH_TOKENS = 16384  # ... on GPUs (and any device type not above)
 
-
-class ProvencePruner(TokenizerLock, BaseStage):
+class ProvencePruner(PackedBatching, TokenizerLock, BaseStage):
     """Query-aware sentence pruning and reranking in one forward pass (Provence).
 
     Args:
@@ -58,8 +54,14 @@ class ProvencePruner(TokenizerLock, BaseStage):
         stride: tokens shared by consecutive windows of a long passage
             (default: a quarter of a window's passage room).
         batch_size / max_batch_tokens: bounds of each forward batch (in windows,
-            and in tokens padding included); ``max_batch_tokens`` defaults to
-            16384 on GPUs and 2048 on CPU, where bigger batches gain nothing.
+            and in tokens padding included); ``batch_size=None`` (default): as many
+            windows as the token cap allows; ``max_batch_tokens`` defaults to 2048 on
+            CPU, where bigger batches gain nothing, and on a GPU grows with its memory
+            (:func:`~ragprune.runtime.batching.default_batch_tokens`).
+        shape_buckets: batches in a bounded set of shapes (widths rounded up to a short
+            ladder, row counts from one; :class:`~ragprune.runtime.batching.ShapeBuckets`),
+            so that a GPU pays for each shape's first kernels once (:meth:`warmup` pays
+            them all at load); ``None`` (default): on GPUs, not on CPU.
         quantize: ``"int8"``: dynamic int8 quantization of the encoder's linear layers
             (CPU only; about twice as fast there); the threshold and gate then default
             to the model's int8 calibration (``ragprune_pruner.json``'s ``"int8"``) when
@@ -95,8 +97,9 @@ class ProvencePruner(TokenizerLock, BaseStage):
         counter: Any = None,
         max_length: int | None = None,
         stride: int | None = None,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         max_batch_tokens: int | None = None,
+        shape_buckets: bool | None = None,
         top_k: int | None = None,
         quantize: str | None = None,
         options: LoadOptions | None = None,
@@ -111,8 +114,10 @@ class ProvencePruner(TokenizerLock, BaseStage):
         budget = deprecated_stage_budget("ProvencePruner", budget)
         max_length = check_int("max_length", max_length, min=1, allow_none=True)
         stride = check_int("stride", stride, min=0, allow_none=True)
-        batch_size = check_int("batch_size", batch_size, min=1)
+        batch_size = check_int("batch_size", batch_size, min=1, allow_none=True)
         max_batch_tokens = check_int("max_batch_tokens", max_batch_tokens, min=1, allow_none=True)
+        if shape_buckets is not None and not isinstance(shape_buckets, bool):
+            raise TypeError(f"shape_buckets must be None or a bool, got {type(shape_buckets).__name__}")
         self.model, tokenizer = self._load(model, tokenizer, LoadOptions.resolve(options, **load))
         self.quantize = quantize
         if quantize == "int8":
@@ -141,15 +146,9 @@ class ProvencePruner(TokenizerLock, BaseStage):
             raise ValueError(f"max_length {limit} leaves no room for query and passage tokens")
         self.max_length = limit
         self.stride = stride
-        self.batch_size = batch_size
-        self._requested_batch_tokens = max_batch_tokens
-        self.max_batch_tokens: int = (max_batch_tokens if max_batch_tokens is not None
-                                      else _BATCH_TOKENS.get(self.model.device.type, _GPU_BATCH_TOKENS))
+        self._init_packing(batch_size, max_batch_tokens, self.model.device, shape_buckets)
         self.sentence_windows = True  # windows of long passages start at sentence starts
-        self._legacy_batching = False  # benchmarks: the previous batching (cut by size and token cap only)
         self._lock = threading.Lock()
-        self._stats_lock = threading.Lock()
-        self._stats = PaddingStats()
 
     def __repr__(self) -> str:
         q = f", quantize={self.quantize!r}" if self.quantize else ""
@@ -225,9 +224,7 @@ class ProvencePruner(TokenizerLock, BaseStage):
                     windows.extend((c, _Window(j, lo + s, min(lo + s + room, hi)))
                                    for s in _window_starts(hi - lo, room, overlap, anchors))
         lengths = [n_special + len(queries[c]) + w.end - w.start for c, w in windows]
-        batches = self.batches(lengths)
-        with self._stats_lock:
-            self._stats += PaddingStats.of(lengths, batches)
+        batches = self._counted_batches(lengths)
         results: list[tuple[np.ndarray, float]] = [(np.zeros(0), 0.0)] * len(windows)
         for batch in batches:
             items = [(queries[windows[i][0]], p_ids[windows[i][0]][windows[i][1].passage]
@@ -245,32 +242,17 @@ class ProvencePruner(TokenizerLock, BaseStage):
         tok = np.searchsorted(offsets[lo:hi, 0], starts, side="left")
         return np.unique(tok[(tok > 0) & (tok < hi - lo)])
 
-    def batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Positions of windows of ``lengths`` tokens (special tokens included), grouped into forward passes.
+    _legacy_batch_size = 16  # the batching before packing: 16 windows a batch
 
-        Longest first, at most ``batch_size`` windows and ``max_batch_tokens``
-        tokens (padding included) each, each padding at most a tenth of its
-        tokens, in as few batches as that allows
-        (:func:`ragprune.runtime.batching.packed_batches`).
-        """
-        if self._legacy_batching:  # the batching before packing, kept to compare against
-            cap = _GPU_BATCH_TOKENS if self._requested_batch_tokens is None else self._requested_batch_tokens
-            return length_sorted_batches(lengths, max_batch_size=self.batch_size, max_batch_tokens=cap)
-        return packed_batches(lengths, max_batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
-                              max_padding=_MAX_PADDING)
-
-    def padding_stats(self, *, reset: bool = False) -> PaddingStats:
-        """Real and padded tokens fed to the model so far (by all calls; then zeroed if ``reset``)."""
-        with self._stats_lock:
-            stats = self._stats
-            if reset:
-                self._stats = PaddingStats()
-        return stats
+    def _warm(self, rows: int, width: int) -> None:
+        q_ids = np.full(1, self.template.pad_id, dtype=np.int64)
+        piece = np.full(max(1, width - self.template.n_special - 1), self.template.pad_id, dtype=np.int64)
+        self._forward([(q_ids, piece)] * rows)
 
     def _forward(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, float]]:
         """Keep probabilities of each ``(query ids, passage piece)`` and its ranking logit, in one pass."""
         encoded = [self.template.encode(q_ids, piece) for q_ids, piece in items]
-        longest = max(len(ids) for ids, _, _ in encoded)
+        longest = self.pad_width(max(len(ids) for ids, _, _ in encoded))
         n = len(encoded)
         input_ids = np.full((n, longest), self.template.pad_id, dtype=np.int64)
         token_types = np.zeros((n, longest), dtype=np.int64)
