@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Unpack
 
 import numpy as np
@@ -26,6 +27,16 @@ from .model import PrunerModel
 from .relevance import PairTemplate, _Window, _window_starts, sentence_relevance, span_relevance
 
 logger = logging.getLogger("ragprune")
+
+
+@dataclass(frozen=True, slots=True)
+class _Launched:
+    """A queued forward pass: where each item's piece starts in its row and how long it is, and the
+    (device) keep probabilities and ranking logits."""
+
+    pieces: list[tuple[int, int]]
+    keep: torch.Tensor
+    ranks: torch.Tensor
 
 
 class ProvencePruner(PackedBatching, TokenizerLock, BaseStage):
@@ -226,11 +237,19 @@ class ProvencePruner(PackedBatching, TokenizerLock, BaseStage):
         lengths = [n_special + len(queries[c]) + w.end - w.start for c, w in windows]
         batches = self._counted_batches(lengths)
         results: list[tuple[np.ndarray, float]] = [(np.zeros(0), 0.0)] * len(windows)
-        for batch in batches:
-            items = [(queries[windows[i][0]], p_ids[windows[i][0]][windows[i][1].passage]
-                      [windows[i][1].start : windows[i][1].end]) for i in batch]
-            for i, r in zip(batch, self._forward(items), strict=True):
-                results[i] = r
+        # On a GPU the next batch is built and queued before the previous one's results are read back,
+        # so the device runs while the host prepares and post-processes (on CPU this is plain sequence).
+        pending: tuple[list[int], _Launched] | None = None
+        for batch in [*batches, None]:
+            launched = None
+            if batch is not None:
+                items = [(queries[windows[i][0]], p_ids[windows[i][0]][windows[i][1].passage]
+                          [windows[i][1].start : windows[i][1].end]) for i in batch]
+                launched = (batch, self._launch(items))
+            if pending is not None:
+                for i, r in zip(pending[0], self._collect(pending[1]), strict=True):
+                    results[i] = r
+            pending = launched
         return _gather(len(calls), p_ids, p_offsets, windows, results)
 
     def _anchors(self, text: str, offsets: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -251,6 +270,10 @@ class ProvencePruner(PackedBatching, TokenizerLock, BaseStage):
 
     def _forward(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, float]]:
         """Keep probabilities of each ``(query ids, passage piece)`` and its ranking logit, in one pass."""
+        return self._collect(self._launch(items))
+
+    def _launch(self, items: list[tuple[np.ndarray, np.ndarray]]) -> _Launched:
+        """Queue the forward pass of ``items`` on the model's device (:meth:`_collect` reads it back)."""
         encoded = [self.template.encode(q_ids, piece) for q_ids, piece in items]
         longest = self.pad_width(max(len(ids) for ids, _, _ in encoded))
         n = len(encoded)
@@ -265,12 +288,17 @@ class ProvencePruner(PackedBatching, TokenizerLock, BaseStage):
         with torch.inference_mode():
             out = self.model(torch.from_numpy(input_ids).to(dev), torch.from_numpy(mask).to(dev),
                              torch.from_numpy(token_types).to(dev))
-            keep = torch.softmax(out.token_logits.float(), dim=-1)[..., 1].cpu().numpy()
-            ranks = out.rank_logits.float().cpu().numpy()
-        return [
-            (keep[i, start : start + len(piece)].astype(np.float64), float(ranks[i]))
-            for i, ((_, _, start), (_, piece)) in enumerate(zip(encoded, items, strict=True))
-        ]
+            keep = torch.softmax(out.token_logits.float(), dim=-1)[..., 1]
+            ranks = out.rank_logits.float()
+        return _Launched([(start, len(piece)) for (_, _, start), (_, piece) in zip(encoded, items, strict=True)],
+                         keep, ranks)
+
+    @staticmethod
+    def _collect(launched: _Launched) -> list[tuple[np.ndarray, float]]:
+        keep = launched.keep.cpu().numpy()
+        ranks = launched.ranks.cpu().numpy()
+        return [(keep[i, start : start + n].astype(np.float64), float(ranks[i]))
+                for i, (start, n) in enumerate(launched.pieces)]
 
     def unit_relevance(self, query: str, passages: Sequence[Passage],
                        ) -> tuple[list[list[tuple[int, int]]], list[np.ndarray], np.ndarray]:
