@@ -106,6 +106,14 @@ def rate_compressor(path: Path, rate: float, cache: dict = {}) -> TokenClassifie
     return cache[key]
 
 
+def test_rate_one_keeps_structured_text_whole(model_path: Path) -> None:
+    comp = rate_compressor(model_path, 1.0)
+    texts = ["- \n the", "- item one\n- item two", "| a | b |\n|---|---|\n| 1 | 2 |", "plain words here"]
+    items = [Passage.from_text(t, i) for i, t in enumerate(texts)]  # structure="auto": markdown detected
+    out = comp.apply(None, items)
+    assert [(p.index, p.spans, p.text) for p in out] == [(p.index, p.spans, p.text) for p in items]
+
+
 # ------------------------------------------------------------------ properties
 
 

@@ -647,11 +647,14 @@ class TokenClassifierCompressor(PackedBatching, TokenizerLock, BaseStage):
             if self.threshold is not None:
                 return f"no word reached the keep threshold {self.threshold:g}"
             return "no word fits the token budget"
-        spans = w.word_orig[keep]
-        span_list = list(zip(spans[:, 0].tolist(), spans[:, 1].tolist(), strict=True))
-        if self._force_space:
-            span_list.extend(self._space_spans(w, codes))
-        out = p.keep_units(span_list)
+        if keep.all():
+            out = p  # every word: the passage as it is, its syntax (list markers, table pipes) included
+        else:
+            spans = w.word_orig[keep]
+            span_list = list(zip(spans[:, 0].tolist(), spans[:, 1].tolist(), strict=True))
+            if self._force_space:
+                span_list.extend(self._space_spans(w, codes))
+            out = p.keep_units(span_list)
         mean = float(probs.mean())
         if p.score is None:
             return out.with_score(self.name, mean)
