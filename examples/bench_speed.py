@@ -46,7 +46,7 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,7 +218,7 @@ class ForwardClock:
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             first = args[0] if args else next(iter(kwargs.values()), None)
-            if isinstance(first, dict):  # sentence-transformers: one dict of features
+            if isinstance(first, Mapping):  # sentence-transformers: one mapping of features
                 first = first.get("input_ids")
             if hasattr(first, "shape"):
                 self.shapes.add(tuple(first.shape))
