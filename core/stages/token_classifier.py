@@ -647,18 +647,21 @@ class TokenClassifierCompressor(PackedBatching, TokenizerLock, BaseStage):
             if self.threshold is not None:
                 return f"no word reached the keep threshold {self.threshold:g}"
             return "no word fits the token budget"
-        if keep.all():
-            out = p  # every word: the passage as it is, its syntax (list markers, table pipes) included
-        else:
-            spans = w.word_orig[keep]
-            span_list = list(zip(spans[:, 0].tolist(), spans[:, 1].tolist(), strict=True))
-            if self._force_space:
-                span_list.extend(self._space_spans(w, codes))
-            out = p.keep_units(span_list)
+        out = self._keep_words(w, keep, codes)
         mean = float(probs.mean())
         if p.score is None:
             return out.with_score(self.name, mean)
         return out.replace(scores=(*out.scores, (self.name, mean)))
+
+    def _keep_words(self, w: _Work, keep: np.ndarray, codes: np.ndarray) -> Passage:
+        """The passage with the words of ``keep`` (and the whitespace force tokens)."""
+        if keep.all():
+            return w.passage  # every word: the passage as it is, its syntax (list markers, table pipes) included
+        spans = w.word_orig[keep]
+        span_list = list(zip(spans[:, 0].tolist(), spans[:, 1].tolist(), strict=True))
+        if self._force_space:
+            span_list.extend(self._space_spans(w, codes))
+        return w.passage.keep_units(span_list)
 
     def _space_spans(self, w: _Work, codes: np.ndarray) -> list[tuple[int, int]]:
         """``original`` spans of whitespace force tokens (e.g. line breaks)."""
