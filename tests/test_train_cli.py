@@ -357,3 +357,42 @@ def test_calibrate_only_needs_a_pruner(tmp_path: Path, tiny_data: Path, tiny_enc
     with pytest.raises(UsageError, match="needs a pruner"):
         _train(tmp_path / "x", tiny_data, tiny_encoder, "--calibrate-only")
     assert not (tmp_path / "x").exists()
+
+
+def test_max_keep_on_one_set_bounds_that_sets_share() -> None:
+    """``--max-keep-on hotpotqa`` caps the in-domain share even where the pooled share (diluted) would allow more."""
+    import argparse
+    from types import SimpleNamespace
+
+    from ragprune.training.cli import _chosen, _figures, _pooled, _Scored
+
+    def scored(q: int, means: list[float]) -> _Scored:
+        n = len(means)
+        return _Scored(question=q, passage=0, text="x" * n, units=np.array([[i, i + 1] for i in range(n)]),
+                       means=np.array(means), tokens=np.ones(n, dtype=int), gold=np.zeros(n, dtype=bool),
+                       gold_spans=())
+
+    case = SimpleNamespace(answers=[], passages=[])
+    # in domain: 3 sentences score 0.5, 7 score 0.05; out of domain: many sentences, nearly all low
+    sets = {"hotpotqa": [case], "ood": [case]}
+    by_set = {"hotpotqa": [scored(0, [0.5] * 3 + [0.05] * 7)], "ood": [scored(0, [0.5] + [0.001] * 29)]}
+    pooled, cases = _pooled(by_set, sets)
+    thresholds = [0.01, 0.1]
+    figures = [_figures(pooled, cases, t) for t in thresholds]
+    args = argparse.Namespace(max_keep=0.4, max_keep_on="pooled")
+    assert _chosen(args, figures, by_set, sets, thresholds, None).threshold == 0.01  # pooled: 11/40 kept
+    args.max_keep_on = "hotpotqa"  # in domain 0.01 keeps 10/10 > 0.4: the next threshold
+    chosen = _chosen(args, figures, by_set, sets, thresholds, None)
+    assert chosen.threshold == 0.1 and chosen.token_keep_rate == pytest.approx(4 / 40)  # the pooled figures
+    with pytest.raises(ValueError, match="no ood"):
+        _chosen(argparse.Namespace(max_keep=0.4, max_keep_on="ood"), figures, by_set, {"hotpotqa": [case]},
+                thresholds, None)
+
+
+def test_max_keep_on_a_missing_set_is_a_usage_error(tmp_path: Path, tiny_data: Path, tiny_encoder: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x"
+    assert main(["train", "pruner", "--out", str(out), "--data", str(tiny_data), "--base-model", str(tiny_encoder),
+                 "--max-keep-on", "ood"]) == 2
+    assert "--max-keep-on ood needs --ood-val above 0" in capsys.readouterr().err
+    assert not out.exists()

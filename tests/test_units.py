@@ -386,3 +386,11 @@ def test_reading_view_shows_text_as_a_reader_sees_it() -> None:
     assert view("| Name | Born |\n|---|---|\n| Ada | 1815 |\n") == "Name Born \n\nAda 1815 \n"
     assert view("# Title\n\n- first item\n- second item\n") == "Title\n\nfirst item\nsecond item\n"
     assert view("<p>It has <a href='/l'>the Louvre &amp; more</a>.</p>") == "It has the Louvre & more."
+
+
+def test_a_later_sentence_of_a_list_item_stays_off_a_table_kept_before_it() -> None:
+    doc = ("## Paris\n\n| Paris | Paris | Paris |\n|---|---|---|\n| Paris | Paris | Paris |\n\n"
+           "- Paris paris.\n- Paris paris. Paris paris.\n")
+    out = keep(doc, [False, False, True, False, False, True], "markdown")
+    assert out.text == "\n| Paris | Paris | Paris |\n|---|---|---|\n| Paris | Paris | Paris |\n\nParis paris.\n"
+    assert _tables(out.text) == [(3, 2)]  # the kept sentence did not become a table row

@@ -9,7 +9,10 @@ Units follow the parser's blocks, in source lines:
 * a code block: one unit per line; in a fenced block each line requires both fences.
 
 Every unit requires the blank lines before its block, so that kept blocks stay apart (a
-table kept after a list item does not read as the item's continuation).
+table kept after a list item does not read as the item's continuation); a sentence in a list
+item or quote also requires the blank lines before its outermost list or quote, so that a later
+sentence kept without its item's marker does not become a row of a table kept before it (the
+marker itself is not required: it would cost a word of a word budget).
 Other lines the parser does not put in a block (thematic breaks) are never units, so
 pruning drops them.
 """
@@ -26,6 +29,7 @@ from .units import Layout
 __all__ = ["markdown_layout", "has_structure"]
 
 _NEWLINE = re.compile(r"\r\n?|\n")  # the line breaks the parser counts lines by
+_CONTAINERS = ("bullet_list", "ordered_list", "blockquote")
 _STRUCTURE = frozenset({"heading_open", "table_open", "bullet_list_open", "ordered_list_open", "fence",
                         "code_block", "blockquote_open", "html_block"})
 
@@ -56,6 +60,7 @@ class _Builder:
         self.units: list[Span] = []
         self.requires: list[tuple[Span, ...]] = []
         self.header: tuple[Span, ...] = ()
+        self.containers: list[int] = []  # first lines of the lists and quotes open here, outermost first
 
     def span(self, first: int, last: int) -> Span:
         """Characters of source lines ``first`` to ``last - 1``."""
@@ -81,6 +86,8 @@ class _Builder:
         end = len(self.text[a:b].rstrip("\r\n")) + a
         # a kept sentence keeps its block's line break, so what follows it starts a line
         requires = (*self.gap(first), *(((end, b),) if b > end else ()))
+        if self.containers:
+            requires = (*requires, *self.gap(self.containers[0]))
         for x, y in sentence_spans(self.text[a:b]):
             self.add((a + x, a + y), requires)
 
@@ -133,6 +140,10 @@ def markdown_layout(text: str) -> Layout:
     for tok in tokens:
         if tok.type in ("thead_open", "thead_close"):
             in_head = tok.type == "thead_open"
+        elif tok.type.removesuffix("_close") in _CONTAINERS and tok.nesting < 0:
+            b.containers.pop()
+        elif tok.type.removesuffix("_open") in _CONTAINERS and tok.nesting > 0:
+            b.containers.append(tok.map[0] if tok.map is not None else 0)
         elif tok.map is not None:
             b.token(tok, in_head)
     order = sorted(range(len(b.units)), key=lambda k: b.units[k])

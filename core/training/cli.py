@@ -433,6 +433,10 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-keep", type=number_in(0.0, 1.0, low_open=True), default=0.33,
                    help="choose the lowest threshold keeping at most this fraction of tokens on validation "
                         "(default: %(default)s)")
+    p.add_argument("--max-keep-on", choices=("pooled", "hotpotqa", "ood"), default="pooled",
+                   help="the validation set whose token share --max-keep bounds: both sets pooled, or one of them "
+                        "(e.g. hotpotqa: an in-domain budget, the out-of-domain share follows) "
+                        "(default: %(default)s)")
     p.add_argument("--min-recall", type=number_in(0.0, 1.0), default=MIN_RECALL,
                    help="warn and exit with status 3 when the chosen threshold keeps less than this share of the "
                         "supporting sentences on validation (default: %(default)s)")
@@ -486,10 +490,13 @@ def load_training_cases(data: str, args: argparse.Namespace) -> list[Any]:
 
 
 def _validate_pruner(args: argparse.Namespace) -> None:
-    from ..cli import check_counter
+    from ..cli import UsageError, check_counter
 
     check_counter("--counter", args.counter)
     validate_common(args)
+    sizes = {"hotpotqa": (args.val_questions, "--val-questions"), "ood": (args.ood_val, "--ood-val")}
+    if args.max_keep_on in sizes and sizes[args.max_keep_on][0] == 0:
+        raise UsageError(f"--max-keep-on {args.max_keep_on} needs {sizes[args.max_keep_on][1]} above 0")
 
 
 def _to_fp16(directory: Path) -> None:
@@ -674,7 +681,7 @@ def _validate_and_choose(args: argparse.Namespace, out_dir: Path, val_sets: Mapp
         gate = choose_gate(gated, max_gold_loss=args.max_gate_loss)
         summary["gate_sweep"] = [asdict(f) for f in gated]
     figures = [_figures(pooled, cases, t, gate) for t in thresholds]
-    chosen = choose_threshold(figures, max_keep=args.max_keep)
+    chosen = _chosen(args, figures, scored, val_sets, thresholds, gate)
     _set_threshold(out_dir, chosen.threshold, gate)
     summary["validation"] = [asdict(f) for f in figures]
     if len(val_sets) > 1:
@@ -694,6 +701,19 @@ def _validate_and_choose(args: argparse.Namespace, out_dir: Path, val_sets: Mapp
             print(f"-- {name} ({len(c)} cases)", file=out)
             _print_figures([_figures(scored[name], c, t, gate) for t in thresholds], None, out)
     return chosen
+
+
+def _chosen(args: argparse.Namespace, figures: Sequence[ThresholdFigures], scored: Mapping[str, list[_Scored]],
+            val_sets: Mapping[str, Sequence[Any]], thresholds: Sequence[float], gate: float | None) -> ThresholdFigures:
+    """The pooled figures of the threshold chosen by --max-keep on the set named by --max-keep-on."""
+    on = getattr(args, "max_keep_on", "pooled")
+    if on == "pooled":
+        return choose_threshold(figures, max_keep=args.max_keep)
+    if on not in val_sets:
+        raise ValueError(f"--max-keep-on {on}: no {on} validation cases")
+    picked = choose_threshold([_figures(scored[on], val_sets[on], t, gate) for t in thresholds],
+                              max_keep=args.max_keep)
+    return next(f for f in figures if f.threshold == picked.threshold)
 
 
 def _calibrate_int8(args: argparse.Namespace, out_dir: Path, val_sets: Mapping[str, Sequence[Any]],
