@@ -329,7 +329,7 @@ def int8_comparison(args: argparse.Namespace, cases: list[Case], fp32: Timing) -
     subject = _pruner_int8(args)
     run = measure(subject, cases, args.repeats, _no_sync)
     counter = get_counter(args.counter)
-    total = sum(len(decisions(passages, out)) for (_, passages), out in zip(cases, fp32.outputs, strict=True))
+    total = sum(len(p.units("sentence")) for _, passages in cases for p in passages)
     return {"float32": fp32.row(), "int8": run.row(), "speedup": fp32.seconds / run.seconds,
             "forward_speedup": fp32.forward / run.forward if run.forward else None,
             "sentences": total, "decisions_identical": agreement(cases, fp32.outputs, run.outputs),

@@ -156,6 +156,14 @@ def _batch_tensors(features: dict[str, list[list[int]]], lengths: Sequence[int],
     return inputs
 
 
+def _dummy_inputs(names: Sequence[str], rows: int, width: int, *, pad_id: int, left: bool,
+                  device: Any) -> dict[str, Any]:
+    """Inputs of shape ``[rows, width]`` (pad ids, every position attended): a warm-up batch."""
+    features = {n: [[pad_id if n == "input_ids" else 0] * width] * rows for n in names}
+    return _batch_tensors(features, [width] * rows, range(rows), pad_id=pad_id, left=left, width=width,
+                          device=device)
+
+
 def _model_device(model: Any) -> Any:
     try:
         return next(model.parameters()).device
@@ -418,9 +426,10 @@ class CrossEncoderModel(PackedBatching, TokenizerLock):
     def _warm(self, rows: int, width: int) -> None:
         import torch
 
-        features = {n: [[self._pad_id if n == "input_ids" else 0] * width] * rows for n in self._input_names}
+        inputs = _dummy_inputs(self._input_names, rows, width, pad_id=self._pad_id, left=self._left_pad,
+                               device=self.device)
         with torch.inference_mode():
-            self.model(**self._inputs(features, [width] * rows, range(rows)))
+            self.model(**inputs)
 
 
 # --------------------------------------------------------------------------- bi-encoder
@@ -607,9 +616,8 @@ class BiEncoderModel(PackedBatching, TokenizerLock):
     def _warm(self, rows: int, width: int) -> None:
         import torch
 
-        features = {n: [[self._pad_id if n == "input_ids" else 0] * width] * rows for n in self._input_names}
-        inputs = _batch_tensors(features, [width] * rows, range(rows), pad_id=self._pad_id, left=self._left_pad,
-                                width=width, device=self.device)
+        inputs = _dummy_inputs(self._input_names, rows, width, pad_id=self._pad_id, left=self._left_pad,
+                               device=self.device)
         with torch.inference_mode():
             self.model(**inputs)
 
