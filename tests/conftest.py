@@ -16,6 +16,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# Property tests: random examples on a developer's machine (new counterexamples surface there), the same
+# examples on every CI run (HYPOTHESIS_PROFILE=ci, set by .ci/run), so a run on main fails only for a change.
+from hypothesis import settings as _hypothesis_settings
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+_hypothesis_settings.register_profile("dev", print_blob=True)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
 # A tiny WordPiece vocabulary: 30 real words, sub-word pieces, digits, punctuation.
 WORDS = (
     "the a of and is in to was for on capital city france paris germany berlin river "
