@@ -138,6 +138,13 @@ def test_jsonl_good(tmp_path: Path) -> None:
         ('{"question": "q", "answers": [1], "passages": ["p"]}', "'answers'"),
         ('{"question": "q", "answers": "x", "passages": ["One. Two."], "gold_sentences": [[0, 5]]}', "out of range"),
         ('{"question": "q", "answers": "x", "passages": ["One."], "gold_sentences": [0]}', "gold sentence"),
+        ('{"question": "q", "answers": "x", "passages": ["One."], "answerable": "no"}', "'answerable' must be"),
+        ('{"question": "q", "answers": "x", "passages": ["One."], "answerable": false, "gold_sentences": [[0, 0]]}',
+         "unanswerable case cannot have gold"),
+        ('{"question": "q", "answers": "x", "passages": ["One."], "offtopic": [1]}', "passage indices (0..0)"),
+        ('{"question": "q", "answers": "x", "passages": ["One."], "offtopic": [true]}', "'offtopic' must be"),
+        ('{"question": "q", "answers": "x", "passages": ["One.", "Two."], "offtopic": [0], '
+         '"gold_sentences": [[0, 0]]}', "off-topic passage cannot hold"),
     ],
 )
 def test_jsonl_malformed_names_the_line(tmp_path: Path, line: str, message: str) -> None:
@@ -146,3 +153,23 @@ def test_jsonl_malformed_names_the_line(tmp_path: Path, line: str, message: str)
     with pytest.raises(ValueError, match="line 3") as info:
         load_jsonl(path)
     assert message in str(info.value)
+
+
+def test_jsonl_abstention_labels_reach_the_bench_figures(tmp_path: Path) -> None:
+    """``answerable`` and ``offtopic`` become the case metadata that ``ragprune bench`` reads."""
+    from ragprune.bench.metrics import case_metrics
+    from ragprune.text.tokens import get_counter
+
+    path = _write_lines(tmp_path / "d.jsonl", [
+        json.dumps({"question": "Where is the Louvre?", "answers": [], "answerable": False, "offtopic": [1, 1],
+                    "passages": ["Paris is in France.", "Bread is baked."]}),
+        json.dumps({"question": "Where is Paris?", "answers": "France", "passages": ["Paris is in France."]}),
+    ])
+    unanswerable, plain = load_jsonl(path)
+    assert dict(unanswerable.metadata) == {"answerable": False, "offtopic": (1,)}
+    assert plain.metadata == ()
+    counter = get_counter("words")
+    emptied = case_metrics(unanswerable, [None, None], counter, seconds=0.0)
+    assert emptied.marked_unanswerable is True and emptied.emptied and emptied.offtopic_dropped == 1
+    kept = case_metrics(unanswerable, ["Paris is in France.", None], counter, seconds=0.0)
+    assert not kept.emptied and kept.offtopic_passages == 1 and kept.offtopic_dropped == 1

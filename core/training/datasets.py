@@ -214,7 +214,30 @@ def _jsonl_case(obj: Any, line: int, path: str) -> QACase:
         gold.append((p, s))
     titles = tuple(dict.fromkeys(passages[p][0] for p, _ in gold if passages[p][0]))
     return QACase(id=str(obj.get("id", line)), question=question, answers=answers, passages=tuple(passages),
-                  sentence_spans=tuple(spans), gold_sentences=tuple(gold), gold_titles=titles)
+                  sentence_spans=tuple(spans), gold_sentences=tuple(gold), gold_titles=titles,
+                  metadata=_jsonl_labels(obj, len(passages), gold, line, path))
+
+
+def _jsonl_labels(obj: dict[str, Any], n: int, gold: list[tuple[int, int]], line: int,
+                  path: str) -> tuple[tuple[str, Any], ...]:
+    """The optional abstention labels of a JSONL case: ``answerable`` (bool) and ``offtopic`` (passage indices)."""
+    out: list[tuple[str, Any]] = []
+    if "answerable" in obj:
+        answerable = obj["answerable"]
+        if not isinstance(answerable, bool):
+            raise ValueError(f"{path} line {line}: 'answerable' must be true or false")
+        if not answerable and gold:
+            raise ValueError(f"{path} line {line}: an unanswerable case cannot have gold sentences")
+        out.append(("answerable", answerable))
+    if "offtopic" in obj:
+        offtopic = obj["offtopic"]
+        if not isinstance(offtopic, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                     and 0 <= i < n for i in offtopic):
+            raise ValueError(f"{path} line {line}: 'offtopic' must be a list of passage indices (0..{n - 1})")
+        if {p for p, _ in gold} & set(offtopic):
+            raise ValueError(f"{path} line {line}: an off-topic passage cannot hold a gold sentence")
+        out.append(("offtopic", tuple(sorted(set(offtopic)))))
+    return tuple(out)
 
 
 def _stripped_sentence_spans(text: str) -> tuple[Span, ...]:
@@ -236,7 +259,10 @@ def load_jsonl(path: str | os.PathLike[str], limit: int | None = None) -> list[Q
     Each object has ``question`` (str), ``answers`` (str or list of str),
     ``passages`` (strings or ``{"title", "text"}`` objects) and optionally ``id``
     and ``gold_sentences`` (``[passage index, sentence index]`` pairs; sentences are
-    the non-blank ones of ``ragprune.sentence_spans``, whitespace trimmed).  Blank lines are skipped; a malformed
+    the non-blank ones of ``ragprune.sentence_spans``, whitespace trimmed), ``answerable``
+    (``false``: nothing in the passages answers; ``ragprune bench`` then reports whether
+    a method emptied the case) and ``offtopic`` (indices of passages unrelated to the
+    question; ``ragprune bench`` reports the share dropped).  Blank lines are skipped; a malformed
     line raises ``ValueError`` naming its line number.
     """
     limit = check_int("limit", limit, min=0, allow_none=True)
