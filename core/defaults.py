@@ -1,8 +1,9 @@
 """The embedded default: ragprune's own pruner, shipped inside the package.
 
 ``default_pipeline()`` needs no download: it loads the Provence-style pruner in
-``ragprune/models/pruner-minilm`` (all-MiniLM-L6-v2 fine-tuned on HotpotQA's
-training split, Apache-2.0) from the package directory with
+``ragprune/models/pruner-minilm`` (the ms-marco MiniLM-L-12 cross-encoder
+fine-tuned on HotpotQA's training split and generated out-of-domain cases,
+Apache-2.0) from the package directory with
 ``local_files_only=True``, and adds an optional final token budget.
 """
 
@@ -32,7 +33,8 @@ def default_pruner(*, device: Any = "auto", threshold: float | None = None, **kw
 
 
 def default_pipeline(budget: int | Budget | None = None, counter: Any = "cl100k_base",
-                     device: Any = "auto", threshold: float | None = None) -> Pipeline:
+                     device: Any = "auto", threshold: float | None = None,
+                     gate: float | None = None) -> Pipeline:
     """A ready pipeline: the shipped pruner, then ``budget`` if given.
 
     Args:
@@ -43,9 +45,13 @@ def default_pipeline(budget: int | Budget | None = None, counter: Any = "cl100k_
         device: ``"auto"`` (cuda > mps > cpu) or a torch device.
         threshold: the pruner's sentence threshold (default: the model's own,
             chosen on held-out data; lower keeps more).
+        gate: the pruner's passage gate, a ranking probability below which a
+            passage is dropped whole as "nothing relevant" (default: the model's
+            own, chosen on held-out data; ``0`` turns abstention off).
 
-    The pruner reranks the passages, keeps the sentences relevant to the query
-    and drops passages with none; the budget then caps what is left.
+    The pruner reranks the passages, drops those about something else, keeps
+    the sentences relevant to the query and drops passages with none; the
+    budget then caps what is left.
     """
     final = as_budget(budget)
-    return Pipeline([default_pruner(device=device, threshold=threshold)], budget=final, counter=counter)
+    return Pipeline([default_pruner(device=device, threshold=threshold, gate=gate)], budget=final, counter=counter)

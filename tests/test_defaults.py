@@ -40,7 +40,7 @@ def test_shipped_pruner_is_inside_the_package() -> None:
     package = Path(ragprune.__file__).resolve().parent
     assert DEFAULT_PRUNER_PATH == package / "models" / "pruner-minilm"
     weights = DEFAULT_PRUNER_PATH / "model.safetensors"
-    assert weights.is_file() and weights.stat().st_size <= 50_000_000
+    assert weights.is_file() and weights.stat().st_size <= 70_000_000  # the size the project allows
     spec = json.loads((DEFAULT_PRUNER_PATH / "ragprune_pruner.json").read_text())
     assert spec["format"] == "ragprune-pruner" and 0.0 < spec["threshold"] < 1.0
     card = (DEFAULT_PRUNER_PATH / "MODEL_CARD.md").read_text()
@@ -135,9 +135,40 @@ def test_default_pipeline_rejects_bad_budgets() -> None:
 def test_default_threshold_can_be_changed() -> None:
     saved = json.loads((DEFAULT_PRUNER_PATH / "ragprune_pruner.json").read_text())["threshold"]
     assert ragprune.default_pruner(device="cpu").threshold == saved  # exported at the top level
-    loose = default_pipeline(device="cpu", threshold=0.0)
+    loose = default_pipeline(device="cpu", threshold=0.0, gate=0)
     strict = default_pipeline(device="cpu", threshold=0.9)
     assert loose.stages[0].threshold == 0.0 and strict.stages[0].threshold == 0.9
     everything = loose.run(QUESTION, PASSAGES)
     assert [p.text for p in sorted(everything.passages, key=lambda p: p.index)] == PASSAGES  # 0 keeps all
+    # the passage gate is a setting of its own: threshold 0 alone still drops the unrelated passages
+    gated = default_pipeline(device="cpu", threshold=0.0).run(QUESTION, PASSAGES)
+    assert [p.index for p in gated.passages] == [1] and {d.index for d in gated.dropped} == {0, 2}
     assert strict.run(QUESTION, PASSAGES).stats.tokens_after < everything.stats.tokens_after
+
+
+MONA_LISA = [
+    "Mount Everest is Earth's highest mountain above sea level, in the Mahalangur Himal of the Himalayas. "
+    "Its summit is 8,849 metres high.",
+    "Paris is the capital and most populous city of France. It lies on the Seine in the north of the country.",
+    "The Louvre is the world's most-visited art museum, on the Right Bank of the Seine in Paris. "
+    "Its collection includes the Mona Lisa, painted by Leonardo da Vinci in the early sixteenth century.",
+    "Berlin is the capital and largest city of Germany. The Spree flows through its centre.",
+    "Leonardo da Vinci was an Italian polymath of the High Renaissance. He was born in Vinci in 1452.",
+    "Sourdough bread is made by fermenting dough with naturally occurring lactobacilli and yeast.",
+]
+
+
+def test_default_pipeline_says_nothing_relevant(pipeline: Pipeline) -> None:
+    """Unrelated passages are dropped whole with their reason (the passage gate), not cut to a first sentence."""
+    result = pipeline.run("Where is the Mona Lisa?", MONA_LISA)
+    kept = {p.index: p.text for p in result.passages}
+    assert "Mona Lisa" in kept[2]  # the Louvre's answering sentence survives
+    dropped = {d.index: d.reason for d in result.dropped}
+    assert {0, 5} <= set(dropped)  # Everest, bread
+    assert all("nothing relevant" in dropped[i] for i in (0, 5))
+    museum = pipeline.run("Which museum houses the Mona Lisa?", MONA_LISA)
+    assert [p.index for p in museum.passages] == [2]
+    # a retrieved set with nothing on the question comes back empty, every passage with its reason
+    empty = pipeline.run("How fast can a cheetah run?", [MONA_LISA[i] for i in (0, 3, 5)])
+    assert empty.passages == () and len(empty.dropped) == 3
+    assert all("nothing relevant" in d.reason for d in empty.dropped)

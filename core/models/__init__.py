@@ -1,7 +1,8 @@
 """Model files shipped inside the ragprune package.
 
-``pruner-minilm/``: ragprune's own Provence-style pruner (all-MiniLM-L6-v2
-fine-tuned on HotpotQA's training split; see its ``MODEL_CARD.md``), in the
+``pruner-minilm/``: ragprune's own Provence-style pruner (the ms-marco
+MiniLM-L-12 cross-encoder fine-tuned on HotpotQA's training split and on
+generated out-of-domain cases; see its ``MODEL_CARD.md``), in the
 format of :mod:`ragprune.stages.provence`.  Load it with
 ``ragprune.ProvencePruner(ragprune.defaults.DEFAULT_PRUNER_PATH)`` or use
 :func:`ragprune.defaults.default_pipeline`.
