@@ -173,3 +173,23 @@ def test_jsonl_abstention_labels_reach_the_bench_figures(tmp_path: Path) -> None
     assert emptied.marked_unanswerable is True and emptied.emptied and emptied.offtopic_dropped == 1
     kept = case_metrics(unanswerable, ["Paris is in France.", None], counter, seconds=0.0)
     assert not kept.emptied and kept.offtopic_passages == 1 and kept.offtopic_dropped == 1
+
+
+def test_the_demo_evaluation_set_is_what_its_script_writes() -> None:
+    """``examples/data/demo_eval.jsonl`` matches its hand-written labels (``make_demo_eval.py``) and loads."""
+    import importlib.util
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "data"
+    spec = importlib.util.spec_from_file_location("make_demo_eval", examples / "make_demo_eval.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    docs = json.loads((examples / "demo_docs.json").read_text(encoding="utf-8"))
+    stored = [json.loads(line) for line in (examples / "demo_eval.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert module.build(docs) == stored
+    cases = load_jsonl(examples / "demo_eval.jsonl")
+    assert len(cases) == 30 and sum(not dict(c.metadata)["answerable"] for c in cases) == 10
+    for case in cases:  # every answer sits in its supporting sentences
+        if case.answers:
+            gold = " ".join(case.sentence(p, j) for p, j in case.gold_sentences)
+            assert case.answers[0].lower() in gold.lower()
