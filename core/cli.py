@@ -454,6 +454,31 @@ def _logging_to_stderr(verbose: bool) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
+@contextlib.contextmanager
+def _model_loading_bars(shown: bool) -> Iterator[None]:
+    """transformers' per-model "Loading weights" bars off while a command runs with ``--no-progress``.
+
+    The command owns its process, so it may switch transformers' (process-wide) progress bars off; they are
+    switched back on after it, for a caller that runs :func:`main` in its own process.  The library itself never
+    does this.
+    """
+    if shown:
+        yield
+        return
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # a command that needs no models, on an install without transformers
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (``--help`` and ``--version`` return 0)."""
     parser = build_parser()
@@ -464,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # --help, --version, or a usage error already printed as one line
         return e.code if isinstance(e.code, int) else 1
-    with _logging_to_stderr(bool(args.verbose)):
+    shown = bool(getattr(args, "progress", True)) and not getattr(args, "no_progress", False)
+    with _logging_to_stderr(bool(args.verbose)), _model_loading_bars(shown):
         return _execute(args)
 
 

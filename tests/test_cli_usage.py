@@ -121,6 +121,25 @@ def test_bench_hub_id_is_not_a_path(jsonl: Path, tmp_path: Path, capsys: pytest.
     assert (out / "results.json").is_file()
 
 
+@pytest.mark.parametrize(("flag", "shown"), [([], True), (["--no-progress"], False)])
+def test_no_progress_silences_model_loading_bars(monkeypatch: pytest.MonkeyPatch, jsonl: Path, tmp_path: Path,
+                                                 flag: list[str], shown: bool) -> None:
+    # transformers prints a "Loading weights" bar per model: off while a --no-progress command runs, back after
+    from transformers.utils import logging as hf_logging
+
+    seen: list[bool] = []
+    monkeypatch.setattr(cli, "_execute", lambda args: seen.append(hf_logging.is_progress_bar_enabled()) or 0)
+    before = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    try:
+        assert main(["bench", "--data", str(jsonl), "--out", str(tmp_path / "o"), *flag]) == 0
+        assert seen == [shown]
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        if not before:
+            hf_logging.disable_progress_bar()
+
+
 # ---------------------------------------------------------------- train pruner / train distill
 
 
