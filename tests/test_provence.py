@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +340,16 @@ def test_int8_quantization_is_close_and_leaves_the_float_model_alone(pruner: Pro
         check_extractive(p)
     with pytest.raises(ValueError, match="quantize"):
         ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, quantize="int4")
+
+
+def test_int8_quantization_shows_users_no_torch_deprecation_notice(pruner: ProvencePruner) -> None:
+    # torch announces the end of torch.ao.quantization on every call; a user asking for quantize="int8"
+    # should not see torch's migration notice (the project tracks that API itself)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        q = ProvencePruner(pruner.model, tokenizer=pruner.tokenizer, quantize="int8")
+    assert q.quantize == "int8"
+    assert not [w for w in seen if "quantiz" in str(w.message)], [str(w.message)[:80] for w in seen]
 
 
 def test_ranking_matches_one_at_a_time(pruner: ProvencePruner) -> None:

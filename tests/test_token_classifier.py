@@ -401,6 +401,14 @@ def test_thread_safe_and_async(bert: TokenClassifierCompressor) -> None:
 
 def test_int8_quantized(bert_path: Path) -> None:
     comp = TokenClassifierCompressor(bert_path, rate=0.5, quantize="int8", device="cpu")
+    import torch
+
+    modules = dict(comp.model.named_modules())
+    floats = [name for name, m in modules.items() if type(m) is torch.nn.Linear]
+    int8 = [name for name, m in modules.items()
+            if type(m).__name__ == "Linear" and type(m).__module__.startswith("torch.ao.nn.quantized")]
+    assert floats == ["classifier"]  # the label head stays in float, every other linear layer is int8
+    assert len(int8) == 6 * comp.model.config.num_hidden_layers  # query, key, value, output, up, down
     text = "the capital of france is paris , a large city on the river ."
     out = comp.apply(None, [text, "北京是中国的首都。"])
     for p in out:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .validation import check_choice
@@ -56,11 +57,12 @@ def _device(model: Any) -> Any:
         return torch.device("cpu")
 
 
-def quantize_int8(model: M, *, inplace: bool = False) -> M:
+def quantize_int8(model: M, *, inplace: bool = False, keep_float: Collection[str] = ()) -> M:
     """``model`` with its linear layers in dynamic int8, in float32 otherwise, in eval mode; CPU only.
 
     A copy unless ``inplace`` (then ``model`` itself is changed: only for a model nobody else holds).
-    ``ValueError`` when the model is not on the CPU.
+    ``keep_float``: names (as ``model.named_modules()`` gives them) of linear layers left in float, e.g. a small
+    head whose error would land directly on the decision.  ``ValueError`` when the model is not on the CPU.
     """
     device = _device(model)
     if device.type != "cpu":
@@ -71,9 +73,16 @@ def quantize_int8(model: M, *, inplace: bool = False) -> M:
     work = (model if inplace else copy.deepcopy(model)).float()  # the caller's model stays as it is
     # One scale per output channel: on held-out training questions the pruner's recall curve stays closer to
     # float32's than with one scale per tensor, at the same speed.
-    spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
-    with warnings.catch_warnings():  # torch flags its quantized tensor constructors as deprecated
+    skip = set(keep_float)
+    spec: dict[Any, Any] = ({torch.nn.Linear: per_channel_dynamic_qconfig} if not skip else
+                            {name: per_channel_dynamic_qconfig for name, module in work.named_modules()
+                             if isinstance(module, torch.nn.Linear) and name not in skip})
+    with warnings.catch_warnings():
+        # torch flags torch.ao.quantization and its quantized tensor constructors as deprecated; the eager path
+        # still works in the torch of the lock file, and the tests exercise it there
         warnings.filterwarnings("ignore", message=".*quantize_per_(tensor|channel).*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*",
+                                category=DeprecationWarning)
         quantized: M = quantize_dynamic(work, spec, dtype=torch.qint8, inplace=True)
     return quantized.eval()
 

@@ -46,7 +46,6 @@ import math
 import os
 import threading
 import unicodedata
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Unpack
@@ -58,6 +57,7 @@ from ..passage import BaseStage, Dropped, Passage, StageOutput
 from ..runtime.batching import PackedBatching, length_sorted_batches
 from ..runtime.loading import LoadKwargs, LoadOptions, require_models
 from ..runtime.locks import TokenizerLock
+from ..runtime.quantize import quantize_int8
 from ..runtime.validation import check_choice, check_int, check_number, check_rate
 from ..text.tokens import TiktokenCounter, TokenCounter, WordCounter, get_counter
 
@@ -322,21 +322,12 @@ class TokenClassifierCompressor(PackedBatching, TokenizerLock, BaseStage):
     def _quantize(model: Any) -> Any:
         import torch
 
-        dev = next(model.parameters()).device
-        if dev.type != "cpu":
-            raise ValueError(f"quantize='int8' runs on CPU only; the model is on {dev}")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        # Per-channel weights; the classification head (the Linear producing the
-        # labels) stays in float: it is tiny and its error lands on the decision.
+        # Per-channel weights; the classification head (the Linear producing the labels) stays in float: it is
+        # tiny and its error lands on the decision.
         labels = int(getattr(model.config, "num_labels", 2) or 2)
-        spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-                if isinstance(module, torch.nn.Linear) and module.out_features != labels}
-        with warnings.catch_warnings():
-            # torch announces the deprecation of quantized tensors; the path still works.
-            warnings.filterwarnings("ignore", message=r".*(deprecated|quantiz).*", category=UserWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=False)
+        heads = [name for name, module in model.named_modules()
+                 if isinstance(module, torch.nn.Linear) and module.out_features == labels]
+        return quantize_int8(model, keep_float=heads)
 
     def _special_tokens(self) -> tuple[list[int], list[int]]:
         """The special tokens the tokenizer puts before and after one text."""
