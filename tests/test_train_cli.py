@@ -536,3 +536,21 @@ def test_train_pruner_goes_on_from_the_shipped_pruner(tmp_path: Path, own_data: 
     kept = ProvencePruner(out, local_files_only=True, device="cpu", threshold=0.015, gate=0).apply(
         "what is the capital of france?", ["The capital of france is paris. The river is large."])
     assert len(kept) == 1 and "paris" in kept[0].text
+
+
+def test_train_pruner_with_a_ranking_teacher(tmp_path: Path, tiny_data: Path, tiny_encoder: Path,
+                                             tiny_sequence_classifier: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "taught"
+    rc, text = _train(out, tiny_data, tiny_encoder, "--epochs", "1", "--allow-low-recall",
+                      "--rank-teacher", str(tiny_sequence_classifier), "--teacher-weight", "0.25")
+    assert rc == 0, text
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["rank_teacher"] == tiny_sequence_classifier.name and summary["teacher_weight"] == 0.25
+    plain = tmp_path / "plain"
+    assert _train(plain, tiny_data, tiny_encoder, "--epochs", "1", "--allow-low-recall")[0] == 0
+    assert json.loads((plain / "training_summary.json").read_text())["rank_teacher"] is None
+    missing = tmp_path / "x"
+    assert main(["train", "pruner", "--out", str(missing), "--data", str(tiny_data), "--base-model",
+                 str(tiny_encoder), "--rank-teacher", str(tmp_path / "no-such-model")]) == 2
+    assert "--rank-teacher" in capsys.readouterr().err and not missing.exists()

@@ -130,3 +130,60 @@ def test_bad_examples(encoder_dir: Path, tmp_path: Path) -> None:
         train_pruner([(" ", P1, [1, 0, 0], 1)], **kw)
     with pytest.raises(ValueError):
         train_pruner(examples(), epochs=0, **kw)
+
+
+# ---------------------------------------------------------------- a ranking teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-logit cross-encoder whose logit is about +4 for every pair (its head's bias)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from conftest import TINY_BERT, save_tiny_model, save_wordpiece_tokenizer
+
+    path = tmp_path_factory.mktemp("teacher")
+    tok = save_wordpiece_tokenizer(path)
+    model = save_tiny_model(path, BertForSequenceClassification,
+                            BertConfig(vocab_size=len(tok), num_labels=1, **TINY_BERT))
+    import torch
+
+    with torch.no_grad():
+        model.classifier.weight.mul_(0.01)
+        model.classifier.bias.fill_(4.0)
+    model.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+def test_teacher_logits_are_the_cross_encoders_raw_scores(teacher_dir: Path) -> None:
+    from ragprune.runtime.encoders import CrossEncoderModel
+    from ragprune.training.pruner import teacher_logits
+
+    exs = [PrunerExample(q, p, tuple(labels), rel) for q, p, labels, rel in examples()]
+    got = teacher_logits(teacher_dir, exs, local_files_only=True)
+    ce = CrossEncoderModel(teacher_dir, activation="none", device="cpu", local_files_only=True)
+    want = ce.score_pairs([e.query for e in exs], [e.passage for e in exs])
+    assert got.shape == (6,) and np.allclose(got, want, atol=1e-5)
+    assert np.all(np.abs(got - 4.0) < 1.0)  # raw logits, not sigmoid probabilities
+    with pytest.raises(ValueError, match="activation='none'"):
+        teacher_logits(CrossEncoderModel(teacher_dir, device="cpu", local_files_only=True), exs)
+
+
+def test_a_ranking_teacher_pulls_the_ranking_logits_towards_its_own(encoder_dir: Path, teacher_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    # every passage labelled irrelevant: alone, the ranking logits go down; the teacher (about +4) holds them up
+    irrelevant = [(q, p, labels, 0) for q, p, labels, _ in examples()]
+    kw = dict(base_model=encoder_dir, epochs=6, batch_size=3, lr=1e-2, seed=1, max_length=64, device="cpu",
+              progress=False, rank_weight=1.0)
+
+    def mean_rank_logit(result: TrainResult) -> float:
+        pruner = ProvencePruner(result.model, tokenizer=result.tokenizer, device="cpu")
+        return float(np.mean([pruner.score(q, [p])[2][0] for q, p, _, _ in irrelevant]))
+
+    alone = train_pruner(irrelevant, output_dir=tmp_path / "alone", **kw)
+    taught = train_pruner(irrelevant, output_dir=tmp_path / "taught", rank_teacher=teacher_dir, teacher_weight=2.0,
+                          local_files_only=True, **kw)
+    assert mean_rank_logit(alone) < 0.0 < mean_rank_logit(taught)
+    with pytest.raises(ValueError, match="teacher_weight"):
+        train_pruner(irrelevant, output_dir=tmp_path / "bad", rank_teacher=teacher_dir, teacher_weight=-1.0,
+                     local_files_only=True, **kw)

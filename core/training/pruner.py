@@ -17,6 +17,7 @@ random.  Checkpoints are written in the pruner format of
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -111,6 +112,7 @@ class _Encoded:
     sentence_ids: np.ndarray  # -1 outside passage tokens
     sentence_labels: np.ndarray
     passage_label: float
+    teacher_logit: float = math.nan  # a ranking teacher's logit for the pair (nan: none)
 
 
 def _as_token_example(ex: TokenLabelExample, i: int) -> TokenLabelExample:
@@ -202,10 +204,14 @@ def _collate(items: Sequence[_Encoded], pad_id: int, device: torch.device) -> di
         "attention_mask": torch.from_numpy(mask).to(device),
         "labels": torch.from_numpy(labels).to(device),
         "passage_labels": torch.tensor([e.passage_label for e in items], dtype=torch.float32, device=device),
+        "teacher_logits": torch.tensor([e.teacher_logit for e in items], dtype=torch.float32, device=device),
     }
 
 
-def _losses(model: PrunerModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+def _losses(model: PrunerModel, batch: dict[str, torch.Tensor],
+            teacher_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Token loss, and ranking loss: binary cross-entropy on the passage labels plus, with a teacher,
+    ``teacher_weight`` x the Huber distance of the ranking logit to the teacher's logit (kept in its scale)."""
     out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     labels = batch["labels"]
     if bool((labels != -100).any()):
@@ -213,13 +219,18 @@ def _losses(model: PrunerModel, batch: dict[str, torch.Tensor]) -> tuple[torch.T
                                                        ignore_index=-100)
     else:
         token_loss = out.token_logits.sum() * 0.0
-    rank_loss = torch.nn.functional.binary_cross_entropy_with_logits(out.rank_logits.float(),
-                                                                     batch["passage_labels"])
+    rank_logits = out.rank_logits.float()
+    rank_loss = torch.nn.functional.binary_cross_entropy_with_logits(rank_logits, batch["passage_labels"])
+    teacher = batch["teacher_logits"]
+    taught = ~torch.isnan(teacher)
+    if teacher_weight > 0 and bool(taught.any()):
+        rank_loss = rank_loss + teacher_weight * torch.nn.functional.smooth_l1_loss(rank_logits[taught],
+                                                                                   teacher[taught])
     return token_loss, rank_loss, out
 
 
 def _evaluate(model: PrunerModel, data: Sequence[_Encoded], pad_id: int, device: torch.device, batch_size: int,
-              threshold: float, rank_weight: float) -> dict[str, float]:
+              threshold: float, rank_weight: float, teacher_weight: float = 0.0) -> dict[str, float]:
     tp = fp = fn = 0
     s_tp = s_fp = s_fn = 0
     rank_ok = 0
@@ -228,7 +239,7 @@ def _evaluate(model: PrunerModel, data: Sequence[_Encoded], pad_id: int, device:
         for b in range(0, len(data), batch_size):
             items = data[b : b + batch_size]
             batch = _collate(items, pad_id, device)
-            token_loss, rank_loss, out = _losses(model, batch)
+            token_loss, rank_loss, out = _losses(model, batch, teacher_weight)
             loss_sum += float(token_loss + rank_weight * rank_loss) * len(items)
             probs = torch.softmax(out.token_logits.float(), dim=-1)[..., 1].cpu().numpy()
             ranks = out.rank_logits.float().cpu().numpy()
@@ -319,9 +330,9 @@ def _progress_bar(enabled: bool, total: int) -> Any:
 
 def _train_step(model: PrunerModel, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, params: list[torch.nn.Parameter],
-                rank_weight: float, max_grad_norm: float) -> tuple[float, float, float]:
+                rank_weight: float, max_grad_norm: float, teacher_weight: float = 0.0) -> tuple[float, float, float]:
     """One optimizer step on ``batch``; returns the (total, token, ranking) losses."""
-    token_loss, rank_loss, _ = _losses(model, batch)
+    token_loss, rank_loss, _ = _losses(model, batch, teacher_weight)
     loss = token_loss + rank_weight * rank_loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -330,6 +341,26 @@ def _train_step(model: PrunerModel, batch: dict[str, torch.Tensor], optimizer: t
     optimizer.step()
     scheduler.step()
     return float(loss.detach()), float(token_loss.detach()), float(rank_loss.detach())
+
+
+def teacher_logits(teacher: Any, examples: Sequence[PrunerExample | TokenLabelExample], *, device: Any = "cpu",
+                   batch_size: int = 16, local_files_only: bool = False) -> np.ndarray:
+    """A cross-encoder's raw logit for each example's (query, passage) pair (float32, in order).
+
+    ``teacher`` is a :class:`~ragprune.runtime.encoders.CrossEncoderModel` or what loads one (a directory or a hub
+    id, read with ``local_files_only``).
+    """
+    from ..runtime.encoders import CrossEncoderModel
+
+    if not isinstance(teacher, CrossEncoderModel):
+        teacher = CrossEncoderModel(teacher, device=device, activation="none", batch_size=max(16, batch_size),
+                                    local_files_only=local_files_only or Path(str(teacher)).is_dir())
+    elif teacher.activation != "none":
+        raise ValueError("rank_teacher: a CrossEncoderModel with activation='none' (raw logits) is needed")
+    if not examples:
+        return np.zeros(0, dtype=np.float32)
+    return np.asarray(teacher.score_pairs([e.query for e in examples], [e.passage for e in examples]),
+                      dtype=np.float32)
 
 
 def train_pruner(
@@ -354,6 +385,8 @@ def train_pruner(
     save_every_epoch: bool = False,
     group_by_length: bool = True,
     local_files_only: bool = False,
+    rank_teacher: Any = None,
+    teacher_weight: float = 0.5,
 ) -> TrainResult:
     """Fine-tune a pruner and save it to ``output_dir``.
 
@@ -377,6 +410,13 @@ def train_pruner(
         threshold: sentence threshold for validation, saved as the default.
         group_by_length: batch examples of similar length (less padding, the
             same examples per epoch); the batch order stays random.
+        rank_teacher: a cross-encoder (directory or hub id, or a loaded
+            :class:`~ragprune.runtime.encoders.CrossEncoderModel`) whose raw logit
+            for each (query, passage) pair the ranking logit is also pulled towards
+            (``teacher_weight`` x Huber distance), so that a ranker the model starts
+            from keeps ranking as it did while the token head learns; scored once,
+            before training, on ``device``.
+        teacher_weight: weight of that distance inside the ranking loss.
     """
     epochs = check_int("epochs", epochs, min=1)
     batch_size = check_int("batch_size", batch_size, min=1)
@@ -398,6 +438,14 @@ def train_pruner(
     pad_id = template.pad_id
     train_data = [encode_example(e, tokenizer, template, max_length) for e in train_set]
     val_data = [encode_example(e, tokenizer, template, max_length) for e in val_set]
+    teacher_weight = check_number("teacher_weight", teacher_weight, min=0.0, finite=True)
+    if rank_teacher is not None:
+        logits = teacher_logits(rank_teacher, [*train_set, *val_set], device=dev, batch_size=batch_size,
+                                local_files_only=local_files_only)
+        n = len(train_data)
+        train_data = [dataclasses.replace(e, teacher_logit=float(x))
+                      for e, x in zip(train_data, logits[:n], strict=True)]
+        val_data = [dataclasses.replace(e, teacher_logit=float(x)) for e, x in zip(val_data, logits[n:], strict=True)]
 
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
     total = steps_per_epoch * epochs
@@ -418,7 +466,7 @@ def train_pruner(
             for batch_ids in batches:
                 items = [train_data[i] for i in batch_ids]
                 losses = _train_step(model, _collate(items, pad_id, dev), optimizer, scheduler, params, rank_weight,
-                                     max_grad_norm)
+                                     max_grad_norm, teacher_weight)
                 value = losses[0]
                 step_losses.append(value)
                 sums += np.array(losses) * len(items)
@@ -429,7 +477,7 @@ def train_pruner(
             row: dict[str, Any] = {"epoch": epoch, "train_loss": float(means[0]), "train_token_loss": float(means[1]),
                                    "train_rank_loss": float(means[2])}
             if val_data:
-                v = _evaluate(model, val_data, pad_id, dev, batch_size, float(threshold), rank_weight)
+                v = _evaluate(model, val_data, pad_id, dev, batch_size, float(threshold), rank_weight, teacher_weight)
                 row.update(val_loss=v["loss"], val_token_f1=v["token_f1"], val_sentence_recall=v["sentence_recall"],
                            val_sentence_precision=v["sentence_precision"], val_rank_accuracy=v["rank_accuracy"])
             stats.append(EpochStats(**row))
