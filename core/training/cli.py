@@ -65,10 +65,10 @@ logger = logging.getLogger("ragprune")
 
 DEFAULT_THRESHOLDS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 MIN_RECALL = 0.5
-HOTPOTQA_VAL_QUESTIONS = 405
-"""Questions held out of HotpotQA's training split for validation unless ``--val-questions`` says otherwise."""
 """Floor on the validation sentence recall of the chosen threshold (``--min-recall``): below it the
 pruner drops most of the evidence, so the run warns and exits with :data:`EXIT_LOW_RECALL`."""
+HOTPOTQA_VAL_QUESTIONS = 405
+"""Questions held out of HotpotQA's training split for validation unless ``--val-questions`` says otherwise."""
 EXIT_LOW_RECALL = 3
 """Exit status of a training run whose chosen threshold's recall is below ``--min-recall``."""
 MODEL_FILES = ("config.json", "model.safetensors", "ragprune_pruner.json")
@@ -629,11 +629,11 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     cases = load_training_cases(data, args)
     n_val = _held_out(args, data, cases)
     train_cases, val_cases = cases[: len(cases) - n_val], cases[len(cases) - n_val :]
-    if args.calibrate_only:
-        return _calibrate_only(args, Path(base), data, val_cases, out)
     own = is_jsonl(data)
     if own:
         _check_labelled(data, cases)
+    if args.calibrate_only:
+        return _calibrate_only(args, Path(base), data, val_cases, out)
     train_cases = train_cases[max(0, args.start_question) :]
     if args.max_questions is not None:
         train_cases = train_cases[: args.max_questions]
