@@ -511,7 +511,7 @@ def load_training_cases(data: str, args: argparse.Namespace) -> list[Any]:
     if is_jsonl(data):
         try:
             return load_jsonl(data)
-        except (ValueError, UnicodeDecodeError) as e:
+        except ValueError as e:  # malformed lines (their messages start with the path); undecodable bytes
             raise UsageError(f"--data {e}" if str(e).startswith(str(data)) else f"--data {data}: {e}") from e
 
     train_size = HOTPOTQA_TRAIN_SIZE if args.train_size is None else args.train_size
@@ -537,22 +537,27 @@ def _validate_pruner(args: argparse.Namespace) -> None:
                          "never overwrites the one it starts from")
     if args.max_keep_on == "hotpotqa" and is_jsonl(args.data):
         raise UsageError("--max-keep-on hotpotqa: --data is a JSONL file of your own; use --max-keep-on data")
-    sizes = {"data": (args.val_questions, "--val-questions"), "hotpotqa": (args.val_questions, "--val-questions"),
-             "ood": (args.ood_val, "--ood-val")}
-    if args.max_keep_on in sizes and sizes[args.max_keep_on][0] == 0:
-        raise UsageError(f"--max-keep-on {args.max_keep_on} needs {sizes[args.max_keep_on][1]} above 0")
+    size, option = (args.ood_val, "--ood-val") if args.max_keep_on == "ood" else (args.val_questions, "--val-questions")
+    if args.max_keep_on != "pooled" and size == 0:
+        raise UsageError(f"--max-keep-on {args.max_keep_on} needs {option} above 0")
+    if args.max_keep_on == "data":  # the hold-out of --data, named as _val_sets names it
+        args.max_keep_on = _data_set_name(args.data)
+
+
+def _data_set_name(data: str | None) -> str:
+    """The name of the --data hold-out among the validation sets (and in ``--max-keep-on``)."""
+    return "data" if is_jsonl(data) else "hotpotqa"
 
 
 def _inherit_gate(args: argparse.Namespace, base: str) -> None:
     """``--gates`` not given: the gate of a pruner given as ``--base-model`` is measured (and kept if it still fits)."""
     if args.gates is not None:
         return
-    from ..stages.provence import FORMAT_FILE
+    from ..stages.provence import FORMAT_FILE, PrunerSpec
 
     spec_path = Path(base) / FORMAT_FILE
-    spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else {}
-    gate = spec.get("gate")
-    args.gates = [float(gate)] if isinstance(gate, int | float) and not isinstance(gate, bool) and gate > 0 else []
+    gate = PrunerSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8"))).gate if spec_path.is_file() else None
+    args.gates = [gate] if gate else []
 
 
 def _held_out(args: argparse.Namespace, data: str, cases: Sequence[Any]) -> int:
@@ -574,14 +579,9 @@ def _check_labelled(data: str, cases: Sequence[Any]) -> None:
                              'answer it, or mark it "answerable": false when none of its passages does')
 
 
-def _val_sets(args: argparse.Namespace, data: str, val_cases: Sequence[Any],
-              ood_val: Sequence[Any]) -> dict[str, Sequence[Any]]:
-    """The non-empty validation sets by name (the hold-out of --data: "hotpotqa" or "data"; "ood"), with
-    ``--max-keep-on data`` resolved to the hold-out's name."""
-    name = "data" if is_jsonl(data) else "hotpotqa"
-    if getattr(args, "max_keep_on", None) in ("data", "hotpotqa"):
-        args.max_keep_on = name
-    return {k: c for k, c in ((name, list(val_cases)), ("ood", list(ood_val))) if c}
+def _val_sets(data: str, val_cases: Sequence[Any], ood_val: Sequence[Any]) -> dict[str, Sequence[Any]]:
+    """The non-empty validation sets by name: the hold-out of --data ("hotpotqa" or "data") and "ood"."""
+    return {k: c for k, c in ((_data_set_name(data), list(val_cases)), ("ood", list(ood_val))) if c}
 
 
 def _to_fp16(directory: Path) -> None:
@@ -673,7 +673,7 @@ def _run_pruner(args: argparse.Namespace, out: TextIO) -> int:
     }
     if args.fp16:
         _to_fp16(out_dir)
-    val_sets = _val_sets(args, data, val_cases, ood_val)
+    val_sets = _val_sets(data, val_cases, ood_val)
     chosen = _validate_and_choose(args, out_dir, val_sets, summary, out) if val_sets else None
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -696,7 +696,7 @@ def _calibrate_only(args: argparse.Namespace, base: Path, data: str, val_cases: 
         raise UsageError(f"--calibrate-only needs a pruner as --base-model (a directory with {FORMAT_FILE}); "
                          f"{base} is none")
     _, ood_val = _ood_cases(argparse.Namespace(ood=0, ood_val=args.ood_val, seed=args.seed))
-    val_sets = _val_sets(args, data, val_cases, ood_val)
+    val_sets = _val_sets(data, val_cases, ood_val)
     if not val_sets:
         raise UsageError("--calibrate-only needs validation cases: --val-questions or --ood-val above 0")
     started = time.perf_counter()

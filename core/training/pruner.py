@@ -422,6 +422,7 @@ def train_pruner(
     batch_size = check_int("batch_size", batch_size, min=1)
     lr = check_number("lr", lr, min=0.0, min_inclusive=False, finite=True)
     warmup_ratio = check_number("warmup_ratio", warmup_ratio, min=0.0, max=1.0, max_inclusive=False)
+    teacher_weight = check_number("teacher_weight", teacher_weight, min=0.0, finite=True)
     train_set = [_as_example(x, i) for i, x in enumerate(examples)]
     if not train_set:
         raise ValueError("examples is empty")
@@ -438,7 +439,6 @@ def train_pruner(
     pad_id = template.pad_id
     train_data = [encode_example(e, tokenizer, template, max_length) for e in train_set]
     val_data = [encode_example(e, tokenizer, template, max_length) for e in val_set]
-    teacher_weight = check_number("teacher_weight", teacher_weight, min=0.0, finite=True)
     if rank_teacher is not None:
         logits = teacher_logits(rank_teacher, [*train_set, *val_set], device=dev, batch_size=batch_size,
                                 local_files_only=local_files_only)
