@@ -133,6 +133,7 @@ def test_jsonl_good(tmp_path: Path) -> None:
         ("{not json", "invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ('{"answers": ["x"], "passages": ["p"]}', "'question' must be a string"),
+        ('{"question": " \\t", "answers": ["x"], "passages": ["p"]}', "'question' is blank"),
         ('{"question": "q", "answers": ["x"], "passages": "p"}', "'passages' must be a list"),
         ('{"question": "q", "answers": ["x"], "passages": [3]}', "passage 0"),
         ('{"question": "q", "answers": [1], "passages": ["p"]}', "'answers'"),

@@ -470,6 +470,19 @@ def test_train_pruner_refuses_unlabelled_jsonl_cases(tmp_path: Path, own_data: P
     assert not out.exists()
 
 
+@pytest.mark.parametrize("content", ["", "\n  \n", "not json\n", "[1, 2]\n", '{"question": "q"}\n',
+                                     '{"question": "  ", "passages": ["a b."], "gold_sentences": [[0, 0]]}\n'])
+def test_train_pruner_refuses_empty_or_malformed_jsonl(tmp_path: Path, tiny_encoder: Path, content: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text(content, encoding="utf-8")
+    out = tmp_path / "x"
+    assert main(_train_own(out, data, tiny_encoder)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--data {data}" in err[0], err  # one line, no traceback
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     (["--max-keep-on", "hotpotqa"], "use --max-keep-on data"),
     (["--max-keep-on", "data", "--val-questions", "0"], "--max-keep-on data needs --val-questions above 0"),

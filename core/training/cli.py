@@ -510,9 +510,12 @@ def load_training_cases(data: str, args: argparse.Namespace) -> list[Any]:
 
     if is_jsonl(data):
         try:
-            return load_jsonl(data)
+            cases = load_jsonl(data)
         except ValueError as e:  # malformed lines (their messages start with the path); undecodable bytes
             raise UsageError(f"--data {e}" if str(e).startswith(str(data)) else f"--data {data}: {e}") from e
+        if not cases:
+            raise UsageError(f"--data {data}: no cases (the file has no non-blank line)")
+        return cases
 
     train_size = HOTPOTQA_TRAIN_SIZE if args.train_size is None else args.train_size
     test_size = HOTPOTQA_TEST_SIZE if args.test_size is None else args.test_size

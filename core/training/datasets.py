@@ -182,12 +182,19 @@ def _as_str_tuple(value: Any, field: str, line: int, path: str) -> tuple[str, ..
     raise ValueError(f"{path} line {line}: {field!r} must be a string or a list of strings")
 
 
-def _jsonl_case(obj: Any, line: int, path: str) -> QACase:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} line {line}: expected a JSON object, got {type(obj).__name__}")
+def _jsonl_question(obj: dict[str, Any], line: int, path: str) -> str:
     question = obj.get("question")
     if not isinstance(question, str):
         raise ValueError(f"{path} line {line}: 'question' must be a string")
+    if not question.strip():
+        raise ValueError(f"{path} line {line}: 'question' is blank")
+    return question
+
+
+def _jsonl_case(obj: Any, line: int, path: str) -> QACase:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} line {line}: expected a JSON object, got {type(obj).__name__}")
+    question = _jsonl_question(obj, line, path)
     answers = _as_str_tuple(obj.get("answers", obj.get("answer", [])), "answers", line, path)
     raw_passages = obj.get("passages")
     if not isinstance(raw_passages, list):
